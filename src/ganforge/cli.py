@@ -1,0 +1,266 @@
+"""The ``ganforge`` command line: train, sample, interpolate, info, presets.
+
+Every bad input ends as one ``error: ...`` line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from .errors import GanforgeError
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console()
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="ganforge", prog_name="ganforge")
+def app() -> None:
+    """ganforge: train, evaluate and use generative adversarial networks."""
+
+
+def _default_run_dir(cfg) -> Path:
+    src = Path(cfg.data.source).name or "data"
+    stem = f"{cfg.preset}-{src}".replace(" ", "_")
+    root = Path("runs")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / f"{stem}-{stamp}"
+    i = 1
+    while path.exists():
+        i += 1
+        path = root / f"{stem}-{stamp}-{i}"
+    return path
+
+
+@app.command(context_settings=CONTEXT)
+@click.argument("overrides", nargs=-1)
+@click.option("--data", help="a folder or .zip of images, or digits, mnist, fashion-mnist, "
+              "cifar10, svhn, celeba  [default: digits]")
+@click.option("--preset", help="starting recipe, see `ganforge presets`  [default: dcgan]")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="run folder  [default: runs/PRESET-DATA-TIME]")
+@click.option("--resume", type=click.Path(path_type=Path),
+              help="continue the run in this folder (stop rules may be changed)")
+@click.option("--resolution", type=int, help="32, 64 or 128  [default: 32]")
+@click.option("--channels", type=int, help="1 or 3  [default: from the data]")
+@click.option("--max-steps", type=int, help="stop after this many steps")
+@click.option("--epochs", type=float, help="stop after this many passes over the data")
+@click.option("--max-time", help="stop after this long: 90s, 10m, 1h30m")
+@click.option("--batch-size", type=int, help="images per step  [default: 64]")
+@click.option("--device", help="auto, cpu, cuda, cuda:N or mps  [default: auto]")
+@click.option("--seed", type=int, help="random seed  [default: 0]")
+@click.option("--dry-run", is_flag=True, help="print the resolved config and stop")
+@click.option("-q", "--quiet", is_flag=True, help="no progress output")
+def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
+          out_dir: Path | None, resume: Path | None, resolution: int | None,
+          channels: int | None, max_steps: int | None, epochs: float | None,
+          max_time: str | None, batch_size: int | None, device: str | None, seed: int | None,
+          dry_run: bool, quiet: bool) -> None:
+    """Train a GAN (default: DCGAN on the built-in digits, a few minutes on a CPU).
+
+    OVERRIDES are config keys as key=value (e.g. lr_g=1e-4 loss=minimax); --dry-run lists
+    every key with its meaning.
+    """
+    from .config import Config, apply_overrides, build_config, describe, validate
+
+    flags = {"source": data, "resolution": resolution, "channels": channels,
+             "max_steps": max_steps, "epochs": epochs, "max_time": max_time,
+             "batch_size": batch_size, "device": device, "seed": seed}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if resume is not None:
+        allowed = {"max_steps", "epochs", "max_time", "device", "log_every", "sample_every",
+                   "checkpoint_every", "keep_last"}
+        if preset is not None:
+            raise GanforgeError("--preset cannot change a run being resumed; drop it")
+        cfg = Config.load(Path(resume) / "config.json")
+        kv = dict(flags)
+        for item in overrides or []:
+            if "=" not in item:
+                raise GanforgeError(
+                    f"unexpected argument '{item}': config overrides are written key=value")
+            k, v = item.split("=", 1)
+            kv[k.strip()] = v.strip()
+        from .config import resolve_key
+
+        for k in kv:
+            name = resolve_key(cfg, k).split(".", 1)[1]
+            if name not in allowed:
+                raise GanforgeError(f"'{k}' cannot change when resuming (the nets and data are "
+                                    f"fixed by the run); only {', '.join(sorted(allowed))} can")
+        apply_overrides(cfg, {k: str(v) for k, v in kv.items()})
+        validate(cfg)
+        run = Path(resume)
+    else:
+        cfg = build_config(preset or "dcgan", list(overrides))
+        apply_overrides(cfg, {k: str(v) for k, v in flags.items()})
+        validate(cfg)
+        run = out_dir or _default_run_dir(cfg)
+    if dry_run:
+        out.print(describe(cfg), markup=False, highlight=False)
+        return
+    from .train import Trainer
+
+    trainer = Trainer(cfg, run, resume=resume is not None, console=err, quiet=quiet)
+    result = trainer.train()
+    if result.stopped_by == "interrupt":
+        err.print(f"interrupted at step {result.step}; checkpoint saved: continue with "
+                  f"ganforge train --resume {run}")
+        raise SystemExit(130)
+
+
+@app.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--n", "n", type=int, default=64, show_default=True, help="number of images")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="folder for the PNG files  [default: RUN/generated]")
+@click.option("--grid", type=click.Path(path_type=Path),
+              help="grid of the first (up to 64) images  [default: OUT/grid.png]")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the latent codes")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps")
+@click.option("--batch-size", type=int, default=256, show_default=True,
+              help="images generated at once")
+def sample(run: Path, n: int, out_dir: Path | None, grid: Path | None, seed: int, device: str,
+           batch_size: int) -> None:
+    """Write N generated images as PNG files, plus a grid."""
+    from .generate import load
+    from .utils import save_grid, save_png, to_uint8
+
+    if n < 1:
+        raise GanforgeError("--n must be >= 1")
+    g = load(run, device=device)
+    out_dir = out_dir or Path(run) / "generated"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    z = g.noise(n, seed)
+    width = max(5, len(str(n - 1)))
+    first = None
+    for i in range(0, n, batch_size):
+        imgs = to_uint8(g.generate(z[i:i + batch_size], batch_size))
+        if first is None:
+            first = imgs[:64]
+        for j, img in enumerate(imgs):
+            save_png(img, out_dir / f"{i + j:0{width}d}.png")
+    grid = grid or out_dir / "grid.png"
+    save_grid(first, grid)
+    err.print(f"wrote {n} images to {out_dir} and a grid to {grid} (step {g.step})")
+
+
+@app.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--out", "out_file", type=click.Path(path_type=Path),
+              default="interpolation.gif", show_default=True, help="GIF file to write")
+@click.option("--points", type=int, default=4, show_default=True,
+              help="latent points visited in a loop")
+@click.option("--frames", type=int, default=16, show_default=True,
+              help="frames between two points")
+@click.option("--rows", type=int, default=4, show_default=True, help="walks shown at once")
+@click.option("--fps", type=int, default=12, show_default=True, help="frames per second")
+@click.option("--scale", type=int, default=2, show_default=True, help="pixel upscaling")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the points")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps")
+def interpolate(run: Path, out_file: Path, points: int, frames: int, rows: int, fps: int,
+                scale: int, seed: int, device: str) -> None:
+    """Write a GIF of a looping walk between random latent points (slerp)."""
+    from PIL import Image
+
+    from .generate import load
+
+    if str(out_file.suffix).lower() != ".gif":
+        raise GanforgeError(f"--out {out_file}: interpolate writes a .gif file")
+    if fps < 1 or scale < 1:
+        raise GanforgeError("--fps and --scale must be >= 1")
+    g = load(run, device=device)
+    imgs = g.interpolate(points=points, frames=frames, rows=rows, seed=seed)
+    if scale > 1:
+        imgs = [im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in imgs]
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    imgs[0].save(out_file, save_all=True, append_images=imgs[1:], duration=int(1000 / fps),
+                 loop=0)
+    err.print(f"wrote {len(imgs)} frames to {out_file}")
+
+
+@app.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def info(run: Path, as_json: bool) -> None:
+    """Config, steps, images seen and last losses of a run."""
+    from .config import Config
+    from .train import checkpoint as ck
+
+    run = Path(run)
+    if not run.is_dir():
+        raise GanforgeError(f"run folder {run} does not exist: pass the --out folder of a run")
+    cfg = Config.load(run / "config.json")
+    path = ck.latest_checkpoint(run)
+    st = ck.load_state(path) if path else {}
+    summary = {
+        "run": str(run),
+        "preset": cfg.preset,
+        "data": cfg.data.source,
+        "checkpoint": str(path) if path else None,
+        "step": int(st.get("step", 0)),
+        "images_seen": int(st.get("images_seen", 0)),
+        "train_seconds": round(float(st.get("train_seconds", 0.0)), 1),
+        "last": st.get("last", {}),
+        "checkpoints": [p.name for p in ck.list_checkpoints(run)],
+        "config": cfg.to_dict(),
+    }
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None)
+    for k in ("run", "preset", "data", "checkpoint", "step"):
+        t.add_row(k, str(summary[k]))
+    t.add_row("images seen", f"{summary['images_seen']} ({summary['images_seen'] / 1000:.1f} "
+                             "kimg)")
+    t.add_row("train time", f"{summary['train_seconds']} s")
+    t.add_row("last losses", "  ".join(f"{k} {v:.4f}" for k, v in summary["last"].items()))
+    t.add_row("checkpoints", ", ".join(summary["checkpoints"]) or "none")
+    out.print(t)
+    from .config import describe
+
+    out.print(describe(cfg), markup=False, highlight=False)
+
+
+@app.command(context_settings=CONTEXT)
+def presets() -> None:
+    """List the presets, one line each."""
+    from .config import PRESETS
+
+    width = max(len(k) for k in PRESETS)
+    for name in sorted(PRESETS):
+        out.print(f"{name:<{width}}  {PRESETS[name][0]}", markup=False, highlight=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the app, turning every expected failure into one line and exit 2."""
+    try:
+        rv = app.main(args=argv, standalone_mode=False, prog_name="ganforge")
+        return rv if isinstance(rv, int) else 0
+    except GanforgeError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted", markup=False)
+        return 130
+    except click.ClickException as e:
+        cmd = " ".join(a for a in (argv if argv is not None else sys.argv[1:])[:1])
+        hint = f"; see `ganforge {cmd} --help`" if cmd and not cmd.startswith("-") else \
+            "; see `ganforge --help`"
+        err.print(f"error: {e.format_message()}{hint}", markup=False, highlight=False)
+        return 2
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        return 130

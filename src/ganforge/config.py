@@ -1,0 +1,312 @@
+"""Typed, validated run configuration; presets; ``key=value`` overrides.
+
+A config is three dataclasses (data, model, train) under one :class:`Config`. It is saved as
+``config.json`` in every run and is enough to rebuild the nets. Presets are named dicts of
+overrides applied on top of the defaults, in one registry (:data:`PRESETS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import re
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import GanforgeError
+
+
+@dataclass
+class DataConfig:
+    source: str = "digits"  # --data SPEC: a folder, a .zip, digits, mnist, cifar10, ...
+    resolution: int = 32  # image side in pixels after resize + centre crop (32, 64 or 128)
+    channels: int | None = None  # 1 or 3; None = take it from the data
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "dcgan"  # network family, a key of ganforge.nets.NETS
+    latent_dim: int = 100  # size of the noise vector z
+    g_channel_base: int = 2048  # G width at resolution r is min(g_channel_max, base // r)
+    g_channel_max: int = 512  # widest G layer
+    d_channel_base: int = 2048  # D width at resolution r is min(d_channel_max, base // r)
+    d_channel_max: int = 512  # widest D layer
+    num_classes: int = 0  # 0 = unconditional; set from the data by conditional recipes
+    # filled in from the data when a run starts; kept so a run rebuilds without its data
+    resolution: int = 0  # image side the nets are built for
+    channels: int = 0  # image channels the nets are built for
+
+
+@dataclass
+class TrainConfig:
+    recipe: str = "gan"  # training scheme, a key of ganforge.recipes.RECIPES
+    loss: str = "nonsaturating"  # nonsaturating (-log D(G(z))) or minimax (log(1 - D(G(z))))
+    batch_size: int = 64  # images per step
+    lr_g: float = 2e-4  # generator Adam learning rate
+    lr_d: float = 2e-4  # discriminator Adam learning rate
+    beta1: float = 0.5  # Adam beta1 (both nets)
+    beta2: float = 0.999  # Adam beta2 (both nets)
+    max_steps: int | None = 3000  # stop after this many steps (None = no step limit)
+    epochs: float | None = None  # stop after this many passes over the data (None = no limit)
+    max_time: str | None = None  # stop after this wall-clock time: 90s, 10m, 1h30m (None = none)
+    seed: int = 0  # seed of weights, noise and data order
+    device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
+    log_every: int = 50  # steps between metric lines in metrics.jsonl / TensorBoard
+    sample_every: int = 500  # steps between sample grids (0 = only at the end)
+    checkpoint_every: int = 1000  # steps between checkpoints (0 = only at the end)
+    keep_last: int = 3  # checkpoints kept on disk (oldest deleted first)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "dcgan"  # the preset this config started from
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def save(self, path: str | Path) -> None:
+        from .utils import atomic_write_text
+
+        atomic_write_text(Path(path), self.to_json() + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        cfg = cls()
+        for key, value in d.items():
+            if key == "preset":
+                cfg.preset = str(value)
+                continue
+            section = getattr(cfg, key, None)
+            if not dataclasses.is_dataclass(section) or not isinstance(value, dict):
+                raise GanforgeError(f"config.json: unknown section '{key}'")
+            for k, v in value.items():
+                _set(cfg, f"{key}.{k}", v, from_text=False, derived_ok=True)
+        validate(cfg)
+        return cfg
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise GanforgeError(f"{path} not found: is this a ganforge run folder?") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise GanforgeError(f"{path} is not valid JSON ({e}); restore or delete it") from None
+        return cls.from_dict(d)
+
+
+# ---------------------------------------------------------------------------------------------
+# presets: name -> (one-line description, overrides). Applied on top of the defaults.
+
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dcgan": (
+        "DCGAN (Radford et al. 2015): conv G/D, BatchNorm, non-saturating loss, Adam 2e-4 (0.5)",
+        {},
+    ),
+}
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+# ---------------------------------------------------------------------------------------------
+# overrides
+
+
+# filled in from the data at run start; readable in config.json, not settable by users
+DERIVED = {"model.resolution", "model.channels"}
+
+
+def _all_keys(cfg: Config) -> list[str]:
+    keys = []
+    for sec in ("data", "model", "train"):
+        keys += [f"{sec}.{f.name}" for f in fields(getattr(cfg, sec))]
+    return keys
+
+
+def resolve_key(cfg: Config, key: str) -> str:
+    """Map ``lr_g`` or ``train.lr_g`` to its full dotted name; unknown keys are an error."""
+    keys = _all_keys(cfg)
+    if key in keys:
+        return key
+    short = [k for k in keys if k.split(".", 1)[1] == key and k not in DERIVED]
+    if len(short) == 1:
+        return short[0]
+    if len(short) > 1:
+        raise GanforgeError(f"config key '{key}' is ambiguous: write one of {', '.join(short)}")
+    names = keys + [k.split(".", 1)[1] for k in keys]
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise GanforgeError(
+        f"unknown config key '{key}'{hint}; `ganforge train --dry-run` lists every key"
+    )
+
+
+_NONE = {"none", "null", ""}
+
+
+def _coerce(value: Any, tp: Any, key: str, from_text: bool) -> Any:
+    """Convert ``value`` to the annotated type ``tp`` (int, float, str, bool, X | None)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (from_text and str(value).strip().lower() in _NONE):
+            return None
+        return _coerce(value, args[0], key, from_text)
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            s = str(value).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            f = float(value) if isinstance(value, str) else value
+            if isinstance(f, float) and not f.is_integer():
+                raise ValueError
+            return int(f)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if tp is str:
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    name = getattr(tp, "__name__", str(tp))
+    raise GanforgeError(f"bad value for {key}: {value!r} is not {'an' if name == 'int' else 'a'} "
+                        f"{name}")
+
+
+def _set(cfg: Config, key: str, value: Any, from_text: bool, derived_ok: bool = False) -> None:
+    key = resolve_key(cfg, key)
+    if key in DERIVED and not derived_ok:
+        raise GanforgeError(f"{key} is set from the data: set data.{key.split('.')[1]} instead")
+    sec_name, name = key.split(".", 1)
+    section = getattr(cfg, sec_name)
+    hints = typing.get_type_hints(type(section))
+    setattr(section, name, _coerce(value, hints[name], key, from_text))
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str], from_text: bool = True
+                    ) -> Config:
+    """Apply ``{"lr_g": "1e-4"}`` or ``["lr_g=1e-4", ...]`` in place; returns ``cfg``."""
+    if isinstance(overrides, list):
+        pairs = {}
+        for item in overrides:
+            if "=" not in item:
+                raise GanforgeError(
+                    f"unexpected argument '{item}': config overrides are written key=value"
+                )
+            k, v = item.split("=", 1)
+            pairs[k.strip()] = v.strip()
+        overrides = pairs
+    for k, v in overrides.items():
+        _set(cfg, k, v, from_text=from_text)
+    return cfg
+
+
+def build_config(preset: str = "dcgan", overrides: dict[str, Any] | list[str] | None = None
+                 ) -> Config:
+    """Defaults, then the preset, then the user's overrides; validated."""
+    if preset not in PRESETS:
+        close = difflib.get_close_matches(preset, PRESETS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise GanforgeError(
+            f"unknown preset '{preset}'{hint}; `ganforge presets` lists them: "
+            + ", ".join(preset_names())
+        )
+    cfg = Config(preset=preset)
+    apply_overrides(cfg, PRESETS[preset][1], from_text=False)
+    if overrides:
+        apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+_TIME_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*"
+                      r"(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"``, ``"10m"``, ``"1h30m"``, ``"45"`` (seconds) -> seconds."""
+    m = _TIME_RE.match(text or "")
+    if not text or not m or not any(m.groups()):
+        raise GanforgeError(f"bad duration {text!r}: write it like 90s, 10m or 1h30m")
+    h, mnt, s = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mnt * 60 + s
+
+
+def validate(cfg: Config) -> None:
+    from .nets import NETS
+    from .recipes import RECIPES
+    from .losses import LOSSES
+
+    d, m, t = cfg.data, cfg.model, cfg.train
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise GanforgeError(msg)
+
+    need(d.resolution in (32, 64, 128),
+         f"resolution={d.resolution} is not supported: use 32, 64 or 128")
+    need(d.channels in (None, 1, 3), f"channels={d.channels} is not supported: use 1 or 3")
+    need(m.arch in NETS, f"unknown arch '{m.arch}': use one of {', '.join(sorted(NETS))}")
+    need(t.recipe in RECIPES,
+         f"unknown recipe '{t.recipe}': use one of {', '.join(sorted(RECIPES))}")
+    need(t.loss in LOSSES, f"unknown loss '{t.loss}': use one of {', '.join(sorted(LOSSES))}")
+    need(m.latent_dim >= 1, "latent_dim must be >= 1")
+    for k in ("g_channel_base", "g_channel_max", "d_channel_base", "d_channel_max"):
+        need(getattr(m, k) >= 1, f"{k} must be >= 1")
+    need(m.num_classes >= 0, "num_classes must be >= 0")
+    need(t.batch_size >= 1, f"batch_size={t.batch_size} must be >= 1")
+    need(t.lr_g > 0 and t.lr_d > 0, "learning rates lr_g and lr_d must be > 0")
+    need(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, "beta1 and beta2 must be in [0, 1)")
+    need(t.max_steps is None or t.max_steps >= 0, "max_steps must be >= 0")
+    need(t.epochs is None or t.epochs > 0, "epochs must be > 0")
+    if t.max_time is not None:
+        parse_duration(t.max_time)
+    need(t.log_every >= 1, "log_every must be >= 1")
+    need(t.sample_every >= 0 and t.checkpoint_every >= 0,
+         "sample_every and checkpoint_every must be >= 0")
+    need(t.keep_last >= 1, "keep_last must be >= 1")
+    need(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device) is not None,
+         f"device={t.device!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def describe(cfg: Config) -> str:
+    """The resolved config as ``section.key = value`` lines with their comments."""
+    import inspect
+
+    lines = [f"preset = {cfg.preset}"]
+    for sec in ("data", "model", "train"):
+        obj = getattr(cfg, sec)
+        src = inspect.getsource(type(obj))
+        comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.*)$", src, re.M))
+        for f in fields(obj):
+            val = json.dumps(getattr(obj, f.name))
+            c = comments.get(f.name, "")
+            lines.append(f"{sec}.{f.name} = {val}" + (f"    # {c}" if c else ""))
+    return "\n".join(lines)

@@ -1,0 +1,142 @@
+"""Decode one image file into a square uint8 array, and resize in-memory image batches.
+
+Conversion rules (every image ends up 8-bit ``L`` or ``RGB``):
+
+* ``1``, ``L``: gray as is. ``I;16*`` (16-bit PNG/TIFF) and ``I`` (32-bit int, which is how
+  Pillow opens 16-bit PGM) are read as 0..65535 and scaled to 0..255 (``round(v / 257)``),
+  never clipped. ``F`` (float) is taken as 0..1 when its maximum is <= 1, else as 0..255.
+* Transparency (``LA``, ``RGBA``, ``PA``, palette or colour-key transparency) is composited
+  on black: colour * alpha. Fully transparent pixels become black.
+* ``P`` (palette), ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``... are converted to ``RGB``.
+* Then ``channels=1`` converts colour to ``L`` (ITU-R 601 luma, as Pillow does) and
+  ``channels=3`` repeats gray into ``RGB``.
+* EXIF orientation is applied, multi-frame files (GIF, TIFF) use their first frame.
+* The shorter side is resized to the resolution (bicubic, antialiased) and the centre
+  square is cropped (done in one step with ``Image.resize(box=...)``).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+)
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "F"} | SIXTEEN_BIT_MODES)
+ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
+
+ImageSource = Path | bytes
+
+
+def is_image_name(name: str) -> bool:
+    """True when ``name`` has one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _open(src: ImageSource) -> Image.Image:
+    if isinstance(src, bytes):
+        if not src:
+            raise ValueError("empty file")
+        return Image.open(io.BytesIO(src))
+    if src.stat().st_size == 0:
+        raise ValueError("empty file")
+    return Image.open(src)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short one-line reason for an unreadable image."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a recognised image"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:120]
+
+
+def is_grayish(src: ImageSource) -> bool:
+    """Read only the header: True for gray modes and palettes whose colours are all gray."""
+    with _open(src) as img:
+        if img.mode in GRAY_MODES:
+            return True
+        if img.mode == "P":
+            pal = img.getpalette() or []
+            return bool(pal) and all(pal[i] == pal[i + 1] == pal[i + 2] for i in range(0, len(pal), 3))
+        return False
+
+
+def _sixteen_to_8bit(img: Image.Image) -> Image.Image:
+    a = np.asarray(img)
+    if img.mode == "F":
+        a = np.nan_to_num(a.astype(np.float64))
+        a = a * 255.0 if a.size and a.max() <= 1.0 else a
+    else:
+        a = np.clip(a.astype(np.float64), 0, 65535) / 257.0
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+
+
+def _composite_on_black(img: Image.Image) -> Image.Image:
+    rgba = np.asarray(img.convert("RGBA"), dtype=np.uint16)
+    rgb = (rgba[..., :3] * rgba[..., 3:] + 127) // 255
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+def to_8bit(img: Image.Image, channels: int) -> Image.Image:
+    """Convert any Pillow mode to ``L`` (channels=1) or ``RGB`` (channels=3)."""
+    mode = img.mode
+    gray = mode in GRAY_MODES
+    if mode in SIXTEEN_BIT_MODES or mode == "F":
+        img = _sixteen_to_8bit(img)
+    elif mode in ALPHA_MODES or "transparency" in img.info:
+        img = _composite_on_black(img)
+    elif mode not in ("L", "RGB"):
+        img = img.convert("RGB")
+    if gray and img.mode == "RGB":
+        img = img.convert("L")  # LA composited: R == G == B, so this is exact
+    want = "L" if channels == 1 else "RGB"
+    return img if img.mode == want else img.convert(want)
+
+
+def decode_image(src: ImageSource, resolution: int, channels: int) -> np.ndarray:
+    """Decode a file path or bytes into a uint8 array ``[channels, resolution, resolution]``.
+
+    Raises whatever Pillow raises for unreadable data (callers skip and count those).
+    """
+    with _open(src) as img:
+        if img.format == "JPEG":
+            img.draft(None, (resolution, resolution))  # fast DCT downscale, stays >= target
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        img = to_8bit(img, channels)
+    w, h = img.size
+    s = min(w, h)
+    box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
+    img = img.resize((resolution, resolution), Image.Resampling.BICUBIC, box=box)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def resize_batch(x: np.ndarray, resolution: int, channels: int) -> np.ndarray:
+    """Centre-crop, resize (bicubic, antialiased) and convert channels of a uint8 ``[N,C,h,w]``.
+
+    Colour to gray uses the same fixed-point ITU-R 601 luma as Pillow; gray to colour repeats.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    if t.shape[1] == 3 and channels == 1:
+        t = t.to(torch.int32)
+        t = ((t[:, 0] * 19595 + t[:, 1] * 38470 + t[:, 2] * 7471 + 32768) >> 16)[:, None]
+        t = t.to(torch.uint8)
+    h, w = t.shape[-2:]
+    s = min(h, w)
+    t = t[..., (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+    if s != resolution:
+        f = F.interpolate(t.float(), size=(resolution, resolution), mode="bicubic",
+                          align_corners=False, antialias=True)
+        t = f.round_().clamp_(0, 255).to(torch.uint8)
+    if t.shape[1] == 1 and channels == 3:
+        t = t.expand(-1, 3, -1, -1)
+    return t.contiguous().numpy()

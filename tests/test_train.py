@@ -1,0 +1,137 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from ganforge.config import build_config
+from ganforge.errors import GanforgeError
+from ganforge.train import Trainer, checkpoint as ck
+
+
+def _cfg(tiny, *extra):
+    return build_config("dcgan", tiny + list(extra))
+
+
+def test_one_step_changes_both_nets(tmp_path, tiny):
+    tr = Trainer(_cfg(tiny, "max_steps=1"), tmp_path / "run", quiet=True, tensorboard=False)
+    before = {n: [p.detach().clone() for p in net.parameters()] for n, net in tr.nets.items()}
+    tr.train()
+    for n, net in tr.nets.items():
+        changed = [not torch.equal(a, b) for a, b in zip(before[n], net.parameters())]
+        assert all(changed), f"{n}: some parameters did not move"
+
+
+def test_run_folder_layout(tmp_path, tiny):
+    run = tmp_path / "run"
+    res = Trainer(_cfg(tiny, "max_steps=4"), run, quiet=True).train()
+    assert res.step == 4 and res.images_seen == 64
+    assert (run / "config.json").is_file()
+    assert (run / "samples" / "final.png").is_file()
+    assert (run / "samples" / "step_00000002.png").is_file()
+    assert (run / "metrics.jsonl").read_text().count("\n") == 2
+    assert any((run / "tb").iterdir())
+    names = [p.name for p in ck.list_checkpoints(run)]
+    assert names == ["step_00000002", "step_00000004"]
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000004"
+    state = torch.load(run / "checkpoints" / "step_00000004" / "state.pt", weights_only=True)
+    assert state["step"] == 4 and state["images_seen"] == 64
+
+
+def test_keep_last(tmp_path, tiny):
+    run = tmp_path / "run"
+    Trainer(_cfg(tiny, "max_steps=8", "keep_last=2"), run, quiet=True,
+            tensorboard=False).train()
+    assert [p.name for p in ck.list_checkpoints(run)] == ["step_00000006", "step_00000008"]
+
+
+def _weights(run):
+    from safetensors.torch import load_file
+
+    path = ck.latest_checkpoint(run)
+    return {n: load_file(str(path / f"{n}.safetensors")) for n in ("G", "D")}
+
+
+def test_resume_is_exact(tmp_path, tiny):
+    a, b = tmp_path / "a", tmp_path / "b"
+    Trainer(_cfg(tiny, "max_steps=6"), a, quiet=True, tensorboard=False).train()
+    Trainer(_cfg(tiny, "max_steps=3"), b, quiet=True, tensorboard=False).train()
+    cfg_b = _cfg(tiny, "max_steps=6")
+    res = Trainer(cfg_b, b, resume=True, quiet=True, tensorboard=False).train()
+    assert res.step == 6
+    wa, wb = _weights(a), _weights(b)
+    for net in ("G", "D"):
+        for k in wa[net]:
+            assert torch.equal(wa[net][k], wb[net][k]), f"{net}.{k} differs after resume"
+
+
+def test_not_empty_run_folder_refused(tmp_path, tiny):
+    run = tmp_path / "run"
+    Trainer(_cfg(tiny, "max_steps=1"), run, quiet=True, tensorboard=False).train()
+    with pytest.raises(GanforgeError, match="not empty: resume it with --resume"):
+        Trainer(_cfg(tiny, "max_steps=1"), run, quiet=True)
+
+
+def test_killed_checkpoint_write_leaves_previous_loadable(tmp_path, tiny):
+    """A process killed (os._exit) in the middle of writing checkpoint 4 leaves checkpoint 2."""
+    run = tmp_path / "run"
+    code = textwrap.dedent(f"""
+        import os, torch
+        from ganforge.config import build_config
+        from ganforge.train import Trainer
+        cfg = build_config("dcgan", {tiny!r} + ["max_steps=4"])
+        real_save = torch.save
+        calls = []
+        def dying_save(obj, f, *a, **k):
+            calls.append(f)
+            if len(calls) == 2:          # the second checkpoint: die halfway through it
+                with open(f, "wb") as fh:
+                    fh.write(b"half")
+                os._exit(9)
+            return real_save(obj, f, *a, **k)
+        torch.save = dying_save
+        Trainer(cfg, {str(run)!r}, quiet=True, tensorboard=False).train()
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ})
+    assert proc.returncode == 9, proc.stderr
+    assert any(p.name.startswith(".tmp-") for p in (run / "checkpoints").iterdir())
+    path = ck.latest_checkpoint(run)
+    assert path.name == "step_00000002"
+    assert ck.load_state(path)["step"] == 2
+    # resuming cleans the partial write and goes on from step 2
+    res = Trainer(_cfg(tiny, "max_steps=4"), run, resume=True, quiet=True,
+                  tensorboard=False).train()
+    assert res.step == 4
+    assert not any(p.name.startswith(".tmp-") for p in (run / "checkpoints").iterdir())
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(tmp_path, tiny):
+    run = tmp_path / "run"
+    Trainer(_cfg(tiny, "max_steps=1"), run, quiet=True, tensorboard=False).train()
+    cfg = _cfg(tiny, "g_channel_base=256")  # wider G than the one saved
+    with pytest.raises(GanforgeError, match="written by another model") as e:
+        import json
+        (run / "config.json").write_text(json.dumps(cfg.to_dict() | {
+            "model": cfg.to_dict()["model"] | {"resolution": 32, "channels": 1}}))
+        from ganforge import load
+        load(run)
+    assert "\n" not in str(e.value)
+
+
+def test_stop_by_epochs_and_time(tmp_path, tiny):
+    res = Trainer(_cfg(tiny, "max_steps=none", "epochs=0.05", "log_every=1"), tmp_path / "a",
+                  quiet=True, tensorboard=False).train()
+    spe = 1797 // 16
+    assert res.step == -(-spe * 5 // 100) and res.stopped_by == "epochs"
+    res = Trainer(_cfg(tiny, "max_steps=none", "max_time=1s"), tmp_path / "b", quiet=True,
+                  tensorboard=False).train()
+    assert res.stopped_by == "max_time" and res.seconds < 30
+
+
+def test_minimax_loss_trains(tmp_path, tiny):
+    res = Trainer(_cfg(tiny, "max_steps=2", "loss=minimax"), tmp_path / "r", quiet=True,
+                  tensorboard=False).train()
+    assert set(res.last) >= {"D_loss", "G_loss", "D(x)", "D(G(z))"}
