@@ -80,3 +80,11 @@ def test_resolve_key_and_apply():
     assert resolve_key(cfg, "epochs") == "train.epochs"
     apply_overrides(cfg, {"epochs": "2.5"})
     assert cfg.train.epochs == 2.5
+
+
+def test_a_user_stop_rule_replaces_the_default_one():
+    assert build_config().train.max_steps == 500
+    cfg = build_config("dcgan", ["max_time=10m"])
+    assert cfg.train.max_steps is None and cfg.train.max_time == "10m"
+    cfg = build_config("dcgan", {"epochs": 3, "max_steps": 100})
+    assert (cfg.train.max_steps, cfg.train.epochs, cfg.train.max_time) == (100, 3.0, None)

@@ -17,6 +17,9 @@ from .errors import GanforgeError
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
+# what may change when a run is resumed: stop rules, logging, the device
+RESUMABLE = {"max_steps", "epochs", "max_time", "device", "log_every", "sample_every",
+             "checkpoint_every", "keep_last"}
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -68,39 +71,27 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
     OVERRIDES are config keys as key=value (e.g. lr_g=1e-4 loss=minimax); --dry-run lists
     every key with its meaning.
     """
-    from .config import Config, apply_overrides, build_config, describe, validate
+    from .config import (Config, as_dict, apply_overrides, build_config, describe,
+                         resolve_key, validate)
 
     flags = {"source": data, "resolution": resolution, "channels": channels,
              "max_steps": max_steps, "epochs": epochs, "max_time": max_time,
              "batch_size": batch_size, "device": device, "seed": seed}
-    flags = {k: v for k, v in flags.items() if v is not None}
+    kv = as_dict(list(overrides))
+    kv.update({k: str(v) for k, v in flags.items() if v is not None})
     if resume is not None:
-        allowed = {"max_steps", "epochs", "max_time", "device", "log_every", "sample_every",
-                   "checkpoint_every", "keep_last"}
         if preset is not None:
             raise GanforgeError("--preset cannot change a run being resumed; drop it")
         cfg = Config.load(Path(resume) / "config.json")
-        kv = dict(flags)
-        for item in overrides or []:
-            if "=" not in item:
-                raise GanforgeError(
-                    f"unexpected argument '{item}': config overrides are written key=value")
-            k, v = item.split("=", 1)
-            kv[k.strip()] = v.strip()
-        from .config import resolve_key
-
         for k in kv:
-            name = resolve_key(cfg, k).split(".", 1)[1]
-            if name not in allowed:
+            if resolve_key(cfg, k).split(".", 1)[1] not in RESUMABLE:
                 raise GanforgeError(f"'{k}' cannot change when resuming (the nets and data are "
-                                    f"fixed by the run); only {', '.join(sorted(allowed))} can")
-        apply_overrides(cfg, {k: str(v) for k, v in kv.items()})
+                                    f"fixed by the run); only {', '.join(sorted(RESUMABLE))} can")
+        apply_overrides(cfg, kv)
         validate(cfg)
         run = Path(resume)
     else:
-        cfg = build_config(preset or "dcgan", list(overrides))
-        apply_overrides(cfg, {k: str(v) for k, v in flags.items()})
-        validate(cfg)
+        cfg = build_config(preset or "dcgan", kv)
         run = out_dir or _default_run_dir(cfg)
     if dry_run:
         out.print(describe(cfg), markup=False, highlight=False)

@@ -36,7 +36,9 @@ class ModelConfig:
     d_channel_base: int = 2048  # D width at resolution r is min(d_channel_max, base // r)
     d_channel_max: int = 512  # widest D layer
     num_classes: int = 0  # 0 = unconditional; set from the data by conditional recipes
-    # filled in from the data when a run starts; kept so a run rebuilds without its data
+    STOP_KEYS = {"train.max_steps", "train.epochs", "train.max_time"}
+
+# filled in from the data when a run starts; kept so a run rebuilds without its data
     resolution: int = 0  # image side the nets are built for
     channels: int = 0  # image channels the nets are built for
 
@@ -50,14 +52,14 @@ class TrainConfig:
     lr_d: float = 2e-4  # discriminator Adam learning rate
     beta1: float = 0.5  # Adam beta1 (both nets)
     beta2: float = 0.999  # Adam beta2 (both nets)
-    max_steps: int | None = 3000  # stop after this many steps (None = no step limit)
+    max_steps: int | None = 500  # stop after this many steps (None = no step limit)
     epochs: float | None = None  # stop after this many passes over the data (None = no limit)
     max_time: str | None = None  # stop after this wall-clock time: 90s, 10m, 1h30m (None = none)
     seed: int = 0  # seed of weights, noise and data order
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     log_every: int = 50  # steps between metric lines in metrics.jsonl / TensorBoard
-    sample_every: int = 500  # steps between sample grids (0 = only at the end)
-    checkpoint_every: int = 1000  # steps between checkpoints (0 = only at the end)
+    sample_every: int = 100  # steps between sample grids (0 = only at the end)
+    checkpoint_every: int = 250  # steps between checkpoints (0 = only at the end)
     keep_last: int = 3  # checkpoints kept on disk (oldest deleted first)
 
 
@@ -124,6 +126,8 @@ def preset_names() -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # overrides
 
+
+STOP_KEYS = {"train.max_steps", "train.epochs", "train.max_time"}
 
 # filled in from the data at run start; readable in config.json, not settable by users
 DERIVED = {"model.resolution", "model.channels"}
@@ -210,19 +214,22 @@ def _set(cfg: Config, key: str, value: Any, from_text: bool, derived_ok: bool = 
 def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str], from_text: bool = True
                     ) -> Config:
     """Apply ``{"lr_g": "1e-4"}`` or ``["lr_g=1e-4", ...]`` in place; returns ``cfg``."""
-    if isinstance(overrides, list):
-        pairs = {}
-        for item in overrides:
-            if "=" not in item:
-                raise GanforgeError(
-                    f"unexpected argument '{item}': config overrides are written key=value"
-                )
-            k, v = item.split("=", 1)
-            pairs[k.strip()] = v.strip()
-        overrides = pairs
-    for k, v in overrides.items():
+    for k, v in as_dict(overrides).items():
         _set(cfg, k, v, from_text=from_text)
     return cfg
+
+
+def as_dict(overrides: dict[str, Any] | list[str]) -> dict[str, Any]:
+    if not isinstance(overrides, list):
+        return dict(overrides)
+    pairs = {}
+    for item in overrides:
+        if "=" not in item:
+            raise GanforgeError(
+                f"unexpected argument '{item}': config overrides are written key=value")
+        k, v = item.split("=", 1)
+        pairs[k.strip()] = v.strip()
+    return pairs
 
 
 def build_config(preset: str = "dcgan", overrides: dict[str, Any] | list[str] | None = None
@@ -238,6 +245,12 @@ def build_config(preset: str = "dcgan", overrides: dict[str, Any] | list[str] | 
     cfg = Config(preset=preset)
     apply_overrides(cfg, PRESETS[preset][1], from_text=False)
     if overrides:
+        overrides = as_dict(overrides)
+        # the default stop rule is replaced as a whole by any stop rule the user gives
+        given = {resolve_key(cfg, k) for k in overrides} & STOP_KEYS
+        if given:
+            for key in STOP_KEYS - given:
+                setattr(cfg.train, key.split(".")[1], None)
         apply_overrides(cfg, overrides)
     validate(cfg)
     return cfg
