@@ -46,12 +46,24 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     recipe: str = "gan"  # training scheme, a key of ganforge.recipes.RECIPES
-    loss: str = "nonsaturating"  # nonsaturating (-log D(G(z))) or minimax (log(1 - D(G(z))))
+    loss: str = "nonsaturating"  # nonsaturating, minimax, wasserstein, hinge or lsgan
     batch_size: int = 64  # images per step
     lr_g: float = 2e-4  # generator Adam learning rate
     lr_d: float = 2e-4  # discriminator Adam learning rate
     beta1: float = 0.5  # Adam beta1 (both nets)
     beta2: float = 0.999  # Adam beta2 (both nets)
+    optimizer: str = "adam"  # adam or rmsprop (the original WGAN)
+    n_critic: int = 1  # D steps (each on a fresh batch) per G step
+    clip: float = 0.0  # WGAN weight clipping of D to [-clip, clip] after each D step (0 = off)
+    gp: float = 0.0  # WGAN-GP gradient penalty weight lambda (0 = off)
+    r1: float = 0.0  # R1 penalty gamma on real data (0 = off; Mescheder et al. 2018)
+    r1_every: int = 16  # lazy R1: apply every k steps, scaled by k
+    ema: float = 0.0  # generator EMA decay used for sampling and evaluation (0 = off)
+    diffaug: str = ""  # DiffAugment policy applied to real and fake: color,translation,cutout
+    aux_weight: float = 1.0  # AC-GAN: weight of the auxiliary classification loss
+    on_divergence: str = "stop"  # NaN/inf losses: stop (keep the last good checkpoint) or
+    # rollback (reload it with learning rates halved)
+    health_every: int = 0  # steps between collapse / D-overpowering checks (0 = log_every)
     max_steps: int | None = 500  # stop after this many steps (None = no step limit)
     epochs: float | None = None  # stop after this many passes over the data (None = no limit)
     max_time: str | None = None  # stop after this wall-clock time: 90s, 10m, 1h30m (None = none)
@@ -285,6 +297,31 @@ def validate(cfg: Config) -> None:
 
     need(d.resolution in (32, 64, 128),
          f"resolution={d.resolution} is not supported: use 32, 64 or 128")
+    need(m.g_cond in ("none", "concat", "cbn"), f"g_cond={m.g_cond!r}: use none, concat or cbn")
+    need(m.d_cond in ("none", "concat", "aux", "projection"),
+         f"d_cond={m.d_cond!r}: use none, concat, aux or projection")
+    need(m.spectral_norm in ("none", "d", "g", "both"),
+         f"spectral_norm={m.spectral_norm!r}: use none, d, g or both")
+    need(m.mbstd >= 0, "mbstd must be >= 0")
+    need(m.pack >= 1, "pack must be >= 1")
+    need(m.pack == 1 or t.batch_size % m.pack == 0,
+         f"batch_size={t.batch_size} must be a multiple of pack={m.pack}")
+    need(m.pack == 1 or m.d_cond == "none", "pack > 1 works with unconditional D only")
+    need(m.hidden >= 1 and m.layers >= 1, "hidden and layers must be >= 1")
+    need(t.optimizer in ("adam", "rmsprop"), f"optimizer={t.optimizer!r}: use adam or rmsprop")
+    need(t.n_critic >= 1, "n_critic must be >= 1")
+    need(t.clip >= 0 and t.gp >= 0 and t.r1 >= 0, "clip, gp and r1 must be >= 0")
+    need(t.r1_every >= 1, "r1_every must be >= 1")
+    need(0 <= t.ema < 1, "ema must be in [0, 1) (0 = off, 0.999 is typical)")
+    from .augment import POLICIES
+
+    bad = [p for p in filter(None, t.diffaug.split(",")) if p.strip() not in POLICIES]
+    need(not bad, f"unknown diffaug policy {bad[0]!r}: use any of "
+                  f"{','.join(POLICIES)}" if bad else "")
+    need(t.aux_weight >= 0, "aux_weight must be >= 0")
+    need(t.on_divergence in ("stop", "rollback"),
+         f"on_divergence={t.on_divergence!r}: use stop or rollback")
+    need(t.health_every >= 0, "health_every must be >= 0")
     need(d.channels in (None, 1, 3), f"channels={d.channels} is not supported: use 1 or 3")
     need(m.arch in NETS, f"unknown arch '{m.arch}': use one of {', '.join(sorted(NETS))}")
     need(t.recipe in RECIPES,

@@ -65,7 +65,7 @@ class Trainer:
 
         d = cfg.data
         self.data = data if data is not None else load_dataset(
-            d.source, resolution=d.resolution, channels=d.channels, log=self._say)
+            d.source, resolution=d.resolution, channels=d.channels, log=self._note)
         if cfg.model.resolution and (cfg.model.resolution, cfg.model.channels) != (
                 self.data.resolution, self.data.channels):
             raise GanforgeError(
@@ -106,6 +106,11 @@ class Trainer:
     def _say(self, text: str) -> None:
         if not self.quiet:
             self.console.print(text)
+
+    def _note(self, text: str) -> None:
+        """Plain text (file names may hold [brackets] that rich would read as markup)."""
+        if not self.quiet:
+            self.console.print(text, markup=False, highlight=False)
 
     def sample_z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.model.latent_dim, generator=self.noise,
