@@ -36,3 +36,18 @@ def test_losses_are_stable_for_extreme_logits():
     fake.grad = None
     g_nonsaturating(fake).backward()
     assert abs(fake.grad.item()) > 0.99
+
+
+def test_wasserstein_hinge_lsgan_match_hand_computed():
+    real, fake = torch.tensor([2.0, -0.5]), torch.tensor([0.25, -2.0])
+    W = LOSSES["wasserstein"]
+    assert math.isclose(W.d(real, fake).item(), (0.25 - 2.0) / 2 - (2.0 - 0.5) / 2)
+    assert math.isclose(W.g(fake).item(), -(0.25 - 2.0) / 2)
+    H = LOSSES["hinge"]
+    # real: max(0, 1-2)=0, max(0, 1+0.5)=1.5 ; fake: max(0, 1.25)=1.25, max(0, 1-2)=0
+    assert math.isclose(H.d(real, fake).item(), 1.5 / 2 + 1.25 / 2)
+    assert math.isclose(H.g(fake).item(), -(0.25 - 2.0) / 2)
+    L = LOSSES["lsgan"]
+    want_d = 0.5 * ((2 - 1) ** 2 + (-0.5 - 1) ** 2) / 2 + 0.5 * (0.25 ** 2 + 2.0 ** 2) / 2
+    assert math.isclose(L.d(real, fake).item(), want_d)
+    assert math.isclose(L.g(fake).item(), 0.5 * ((0.25 - 1) ** 2 + (-2 - 1) ** 2) / 2)

@@ -6,6 +6,7 @@ Every bad input ends as one ``error: ...`` line on stderr and exit status 2, nev
 from __future__ import annotations
 
 import json
+import math
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from rich.console import Console
 from .errors import GanforgeError
 
 err = Console(stderr=True, soft_wrap=True)
-out = Console()
+out = Console(soft_wrap=True)
 # what may change when a run is resumed: stop rules, logging, the device
 RESUMABLE = {"max_steps", "epochs", "max_time", "device", "log_every", "sample_every",
              "checkpoint_every", "keep_last"}
@@ -117,29 +118,95 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps")
 @click.option("--batch-size", type=int, default=256, show_default=True,
               help="images generated at once")
+@click.option("--class", "cls", help="conditional runs: only this class (index or name)")
+@click.option("--by-class", is_flag=True,
+              help="conditional runs: N images of every class in OUT/<class>/ (a synthetic "
+                   "dataset in the class-folder layout) and a grid with one row per class")
 def sample(run: Path, n: int, out_dir: Path | None, grid: Path | None, seed: int, device: str,
-           batch_size: int) -> None:
-    """Write N generated images as PNG files, plus a grid."""
+           batch_size: int, cls: str | None, by_class: bool) -> None:
+    """Write N generated images as PNG files, plus a grid (vector data: samples.csv + a
+    scatter plot)."""
     from .generate import load
-    from .utils import save_grid, save_png, to_uint8
 
     if n < 1:
         raise GanforgeError("--n must be >= 1")
+    if by_class and cls is not None:
+        raise GanforgeError("--by-class writes every class: drop --class")
     g = load(run, device=device)
     out_dir = out_dir or Path(run) / "generated"
+    if g.is_vector:
+        if by_class:
+            raise GanforgeError("--by-class is for image runs")
+        from .plot import scatter_png, write_csv
+
+        x = g.sample(n, seed=seed, c=cls, batch_size=batch_size)
+        write_csv(x, out_dir / "samples.csv")
+        grid = grid or out_dir / "scatter.png"
+        modes = None
+        if g.cfg.data.source in ("ring8", "grid25"):
+            from .data import load_vectors
+
+            modes = load_vectors(g.cfg.data.source, n=10).modes
+        scatter_png(x, grid, modes=modes)
+        err.print(f"wrote {n} samples to {out_dir / 'samples.csv'} and a scatter plot to {grid}"
+                  f" (step {g.step})")
+        return
+    if by_class:
+        if not g.num_classes:
+            g.labels(1, 0)  # raises the one-line "unconditional" error
+        rows = []
+        for k, name in enumerate(g.class_names):
+            imgs = _write_pngs(g, n, out_dir / _safe_name(name), seed + k, batch_size, c=k)
+            rows.append(imgs[:min(n, 10)])
+        grid = grid or out_dir / "grid.png"
+        from .utils import save_grid
+
+        width = max(r.shape[0] for r in rows)
+        save_grid(torch_cat_rows(rows, width), grid, nrow=width)
+        err.print(f"wrote {n} images of each of {g.num_classes} classes to {out_dir}/<class>/ "
+                  f"and a grid (a row per class) to {grid} (step {g.step})")
+        return
+    first = _write_pngs(g, n, out_dir, seed, batch_size, c=cls)
+    grid = grid or out_dir / "grid.png"
+    from .utils import save_grid
+
+    save_grid(first[:64], grid)
+    err.print(f"wrote {n} images to {out_dir} and a grid to {grid} (step {g.step})")
+
+
+def _safe_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_. " else "_" for ch in name).strip() or "_"
+
+
+def _write_pngs(g, n: int, out_dir: Path, seed: int, batch_size: int, c=None):
+    """N samples of ``g`` as 00000.png ... in ``out_dir``; returns the first 64 (uint8)."""
+    from .utils import save_png, to_uint8
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    z = g.noise(n, seed)
+    z, labels = g.noise(n, seed), g.labels(n, c)
     width = max(5, len(str(n - 1)))
     first = None
     for i in range(0, n, batch_size):
-        imgs = to_uint8(g.generate(z[i:i + batch_size], batch_size))
+        lab = labels[i:i + batch_size] if labels is not None else None
+        imgs = to_uint8(g.generate(z[i:i + batch_size], lab, batch_size))
         if first is None:
             first = imgs[:64]
         for j, img in enumerate(imgs):
             save_png(img, out_dir / f"{i + j:0{width}d}.png")
-    grid = grid or out_dir / "grid.png"
-    save_grid(first, grid)
-    err.print(f"wrote {n} images to {out_dir} and a grid to {grid} (step {g.step})")
+    return first
+
+
+def torch_cat_rows(rows: list, width: int):
+    """Rows of uint8 images (each up to ``width`` long) -> one tensor, short rows padded."""
+    import torch
+
+    padded = []
+    for r in rows:
+        if r.shape[0] < width:
+            r = torch.cat([r, torch.zeros((width - r.shape[0],) + tuple(r.shape[1:]),
+                                          dtype=r.dtype)])
+        padded.append(r)
+    return torch.cat(padded)
 
 
 @app.command(context_settings=CONTEXT)
@@ -219,6 +286,38 @@ def info(run: Path, as_json: bool) -> None:
     from .config import describe
 
     out.print(describe(cfg), markup=False, highlight=False)
+
+
+@app.command(name="eval", context_settings=CONTEXT)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--n", "n", type=int, default=2500, show_default=True, help="samples evaluated")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the samples")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps")
+def evaluate(run: Path, n: int, seed: int, device: str) -> None:
+    """Evaluate a run and write RUN/eval.json (today: mode coverage for 2-D toy data)."""
+    from .generate import load
+    from .utils import atomic_write_text
+
+    g = load(run, device=device)
+    source = g.cfg.data.source
+    if not g.is_vector:
+        raise GanforgeError("image metrics (FID, KID, IS, precision/recall) are not built yet: "
+                            "`ganforge eval` covers vector runs on ring8/grid25 today")
+    from .data import load_vectors
+    from .metrics.modes import mode_metrics
+
+    data = load_vectors(source, n=10)
+    if data.modes is None:
+        raise GanforgeError(f"{source} has no known modes: mode metrics need ring8 or grid25")
+    m = mode_metrics(g.sample(n, seed=seed), data.modes, data.mode_std)
+    result = {"run": str(run), "step": g.step, "data": source, "n": n, "seed": seed,
+              "metrics": m}
+    m_json = {k: (v if math.isfinite(v) else None) for k, v in m.items()}  # strict JSON
+    atomic_write_text(Path(run) / "eval.json",
+                      json.dumps({**result, "metrics": m_json}, indent=2) + "\n")
+    out.print(f"{source}, step {g.step}, {n} samples: modes {m['modes']:.0f}/"
+              f"{m['modes_total']:.0f}, high quality {m['high_quality']:.1f}%, reverse KL "
+              f"{m['reverse_kl']:.4f}", markup=False, highlight=False)
 
 
 @app.command(context_settings=CONTEXT)

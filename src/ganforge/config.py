@@ -35,12 +35,18 @@ class ModelConfig:
     g_channel_max: int = 512  # widest G layer
     d_channel_base: int = 2048  # D width at resolution r is min(d_channel_max, base // r)
     d_channel_max: int = 512  # widest D layer
-    num_classes: int = 0  # 0 = unconditional; set from the data by conditional recipes
-    STOP_KEYS = {"train.max_steps", "train.epochs", "train.max_time"}
-
-# filled in from the data when a run starts; kept so a run rebuilds without its data
-    resolution: int = 0  # image side the nets are built for
-    channels: int = 0  # image channels the nets are built for
+    g_cond: str = "none"  # G conditioning: none, concat (label embedding joins z), cbn (class BN)
+    d_cond: str = "none"  # D conditioning: none, concat, aux (AC-GAN head) or projection
+    spectral_norm: str = "none"  # spectral normalisation of weights: none, d, g or both
+    norm_d: bool = True  # BatchNorm in the DCGAN discriminator (off for WGAN-GP, per its paper)
+    mbstd: int = 0  # minibatch-stddev group size in D (0 = off; Karras et al. 2018)
+    pack: int = 1  # PacGAN: D judges this many samples at once (1 = off; Lin et al. 2018)
+    hidden: int = 256  # MLP nets: width of the hidden layers
+    layers: int = 3  # MLP nets: hidden layers in G and in D
+    # filled in from the data when a run starts; kept so a run rebuilds without its data
+    num_classes: int = 0  # classes seen by conditional nets (0 = unconditional)
+    resolution: int = 0  # image side the nets are built for (0 for vector data)
+    channels: int = 0  # image channels the nets are built for, or the vector size
 
 
 @dataclass
@@ -123,10 +129,71 @@ class Config:
 # ---------------------------------------------------------------------------------------------
 # presets: name -> (one-line description, overrides). Applied on top of the defaults.
 
+_WGAN_GP = {"loss": "wasserstein", "gp": 10.0, "optimizer": "adam", "lr_g": 1e-4,
+            "lr_d": 1e-4, "beta1": 0.0, "beta2": 0.9, "n_critic": 5, "norm_d": False}
+
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "dcgan": (
         "DCGAN (Radford et al. 2015): conv G/D, BatchNorm, non-saturating loss, Adam 2e-4 (0.5)",
         {},
+    ),
+    "gan": (
+        "the original GAN objective (Goodfellow et al. 2014): G minimises log(1 - D(G(z))), "
+        "DCGAN nets",
+        {"loss": "minimax"},
+    ),
+    "wgan": (
+        "WGAN (Arjovsky et al. 2017): Wasserstein loss, weight clipping 0.01, RMSprop 5e-5, "
+        "5 critic steps",
+        {"loss": "wasserstein", "clip": 0.01, "optimizer": "rmsprop", "lr_g": 5e-5,
+         "lr_d": 5e-5, "n_critic": 5},
+    ),
+    "wgan-gp": (
+        "WGAN-GP (Gulrajani et al. 2017): two-sided gradient penalty 10, Adam 1e-4 (0, 0.9), "
+        "5 critic steps, no BatchNorm in D",
+        dict(_WGAN_GP),
+    ),
+    "lsgan": (
+        "LSGAN (Mao et al. 2017): least-squares loss, DCGAN nets",
+        {"loss": "lsgan"},
+    ),
+    "hinge": (
+        "hinge loss (Lim & Ye 2017) with spectral norm in D, DCGAN nets, Adam 2e-4 (0.5)",
+        {"loss": "hinge", "spectral_norm": "d"},
+    ),
+    "sngan": (
+        "SNGAN (Miyato et al. 2018): ResNet G/D, spectral norm in D, hinge loss, Adam 2e-4 "
+        "(0, 0.9), 5 D steps",
+        {"arch": "resnet", "spectral_norm": "d", "loss": "hinge", "beta1": 0.0, "beta2": 0.9,
+         "n_critic": 5, "g_channel_base": 8192, "g_channel_max": 256,
+         "d_channel_base": 4096, "d_channel_max": 128},
+    ),
+    "cgan": (
+        "conditional GAN (Mirza & Osindero 2014): label embeddings into G and D, DCGAN nets",
+        {"g_cond": "concat", "d_cond": "concat"},
+    ),
+    "acgan": (
+        "AC-GAN (Odena et al. 2017): label embedding into G, auxiliary classifier in D",
+        {"g_cond": "concat", "d_cond": "aux"},
+    ),
+    "projection": (
+        "projection D (Miyato & Koyama 2018) + class-conditional BatchNorm in G, ResNet nets, "
+        "spectral norm, hinge",
+        {"arch": "resnet", "g_cond": "cbn", "d_cond": "projection", "spectral_norm": "d",
+         "loss": "hinge", "beta1": 0.0, "beta2": 0.9, "n_critic": 2, "g_channel_base": 8192,
+         "g_channel_max": 256, "d_channel_base": 4096, "d_channel_max": 128},
+    ),
+    "small-data": (
+        "recommended for small image sets (hundreds to a few thousand): DCGAN + DiffAugment, "
+        "spectral norm in D, generator EMA",
+        {"diffaug": "color,translation,cutout", "spectral_norm": "d", "ema": 0.999},
+    ),
+    "toy": (
+        "the best recipe for 2-D/vector data (ring8, grid25, CSV): MLPs, PacGAN, R1, EMA",
+        {"arch": "mlp", "source": "ring8", "latent_dim": 16, "hidden": 256, "layers": 3,
+         "pack": 4, "batch_size": 256, "r1": 0.1, "r1_every": 4, "lr_g": 1e-3, "lr_d": 1e-3,
+         "beta1": 0.5, "beta2": 0.999, "max_steps": 3000, "sample_every": 500,
+         "checkpoint_every": 1000, "log_every": 100},
     ),
 }
 
@@ -142,7 +209,7 @@ def preset_names() -> list[str]:
 STOP_KEYS = {"train.max_steps", "train.epochs", "train.max_time"}
 
 # filled in from the data at run start; readable in config.json, not settable by users
-DERIVED = {"model.resolution", "model.channels"}
+DERIVED = {"model.resolution", "model.channels", "model.num_classes"}
 
 
 def _all_keys(cfg: Config) -> list[str]:

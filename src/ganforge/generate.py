@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -16,15 +17,46 @@ from .utils import make_grid, pick_device, to_pil, to_uint8
 
 
 class TrainedGAN:
-    """A generator rebuilt from a run's ``config.json`` and its latest (or a chosen) checkpoint."""
+    """A generator rebuilt from a run's ``config.json`` and its latest (or a chosen) checkpoint
+    (the EMA generator when the run kept one)."""
 
     def __init__(self, cfg: Config, G: torch.nn.Module, device: torch.device, step: int,
-                 checkpoint: Path):
+                 checkpoint: Path, class_names: list[str] | None = None):
         self.cfg = cfg
         self.G = G.eval()
         self.device = device
         self.step = step
         self.checkpoint = checkpoint
+        self.num_classes = cfg.model.num_classes
+        self.class_names = class_names or [str(i) for i in range(self.num_classes)]
+
+    @property
+    def is_vector(self) -> bool:
+        return self.cfg.model.resolution == 0
+
+    def labels(self, n: int, c: int | str | torch.Tensor | None = None,
+               seed: int | None = None) -> torch.Tensor | None:
+        """Class labels for ``n`` samples: all ``c`` (an index or a class name), the given
+        tensor, or (``c=None``) balanced over the classes. None for unconditional runs."""
+        if not self.num_classes:
+            if c is not None:
+                raise GanforgeError("this run is unconditional: drop --class (train with a "
+                                    "conditional preset such as cgan, acgan or projection)")
+            return None
+        if isinstance(c, torch.Tensor):
+            return c.long()
+        if c is None:
+            return torch.arange(n) % self.num_classes
+        if isinstance(c, str) and c in self.class_names:
+            c = self.class_names.index(c)
+        try:
+            k = int(c)
+        except (TypeError, ValueError):
+            k = -1
+        if not 0 <= k < self.num_classes:
+            raise GanforgeError(f"unknown class {c!r}: this run knows {self.num_classes} classes "
+                                f"(0..{self.num_classes - 1}: {', '.join(self.class_names)})")
+        return torch.full((n,), k, dtype=torch.long)
 
     @property
     def latent_dim(self) -> int:
@@ -35,23 +67,36 @@ class TrainedGAN:
         return torch.randn(n, self.latent_dim, generator=g)
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Images for latent codes ``z`` [N, latent_dim]: float [N, C, R, R] in [-1, 1], on CPU."""
+    def generate(self, z: torch.Tensor, c: torch.Tensor | None = None,
+                 batch_size: int = 256) -> torch.Tensor:
+        """Samples for latent codes ``z`` [N, latent_dim] (and labels ``c`` [N]): images float
+        [N, C, R, R] in [-1, 1], or vectors [N, D], on the CPU."""
+        if c is None and self.num_classes:
+            c = self.labels(z.shape[0])
         out = []
         for i in range(0, z.shape[0], batch_size):
-            out.append(self.G(z[i:i + batch_size].to(self.device)).float().cpu())
+            ci = c[i:i + batch_size].to(self.device) if c is not None else None
+            out.append(self.G(z[i:i + batch_size].to(self.device), ci).float().cpu())
         if not out:
-            return torch.empty(0, self.cfg.model.channels, self.cfg.model.resolution,
-                               self.cfg.model.resolution)
+            m = self.cfg.model
+            shape = (0, m.channels) if self.is_vector else (0, m.channels, m.resolution,
+                                                            m.resolution)
+            return torch.empty(shape)
         return torch.cat(out)
 
-    def sample(self, n: int, seed: int | None = None, batch_size: int = 256) -> torch.Tensor:
-        """``n`` samples: float [n, C, R, R] in [-1, 1] on the CPU; reproducible with ``seed``."""
-        return self.generate(self.noise(n, seed), batch_size)
+    def sample(self, n: int, seed: int | None = None, c: int | str | None = None,
+               batch_size: int = 256) -> torch.Tensor:
+        """``n`` samples (of class ``c`` for conditional runs; balanced over classes when None):
+        float [n, C, R, R] in [-1, 1] (or [n, D] vectors), on the CPU; reproducible with
+        ``seed``."""
+        return self.generate(self.noise(n, seed), self.labels(n, c), batch_size)
 
-    def sample_images(self, n: int, seed: int | None = None) -> list:
+    def sample_images(self, n: int, seed: int | None = None, c: int | str | None = None
+                      ) -> list:
         """``n`` samples as PIL images."""
-        return [to_pil(x) for x in to_uint8(self.sample(n, seed))]
+        if self.is_vector:
+            raise GanforgeError("this run generates vectors, not images: use sample()")
+        return [to_pil(x) for x in to_uint8(self.sample(n, seed, c))]
 
     def interpolate(self, points: int = 4, frames: int = 16, rows: int = 4,
                     seed: int | None = None) -> list:
@@ -66,7 +111,11 @@ class TrainedGAN:
             for f in range(frames):
                 zs.append(slerp(a, b, f / frames))
         z = torch.stack(zs)  # [T, rows, latent]
-        imgs = to_uint8(self.generate(z.flatten(0, 1)))
+        if self.is_vector:
+            raise GanforgeError("interpolate makes image GIFs; this run generates vectors")
+        c = self.labels(rows)
+        c = c.repeat(z.shape[0]) if c is not None else None
+        imgs = to_uint8(self.generate(z.flatten(0, 1), c))
         imgs = imgs.view(z.shape[0], rows, *imgs.shape[1:])
         nrow = math.ceil(math.sqrt(rows))
         return [to_pil(make_grid(frame, nrow=nrow)) for frame in imgs]
@@ -96,6 +145,12 @@ def load(run: str | Path, device: str = "auto", checkpoint: str | Path | None = 
         raise GanforgeError(f"{path} is not a complete checkpoint of {run}")
     dev = pick_device(device)
     G, _ = build_nets(cfg.model)
-    ck.load_net(G, path, "G")
+    ck.load_net(G, path, "G_ema" if (path / "G_ema.safetensors").is_file() else "G")
     step = int(ck.load_state(path).get("step", 0))
-    return TrainedGAN(cfg, G.to(dev), dev, step, path)
+    names = None
+    if (run / "classes.json").is_file():
+        try:
+            names = [str(x) for x in json.loads((run / "classes.json").read_text())]
+        except (ValueError, OSError):
+            names = None
+    return TrainedGAN(cfg, G.to(dev), dev, step, path, names)

@@ -1,9 +1,17 @@
 """Plain ``nn.Module`` networks, one file per family, registered by name.
 
 Each entry of :data:`NETS` builds ``(G, D)`` from a :class:`ganforge.config.ModelConfig` whose
-``resolution`` and ``channels`` have been filled in. Conventions: ``G(z, c=None)`` takes
-z of shape [N, latent_dim] and returns images [N, C, R, R] in [-1, 1]; ``D(x, c=None)`` returns
-logits of shape [N].
+``resolution`` and ``channels`` have been filled in (``resolution`` is unused, may be 0, for the
+vector families in :data:`VECTOR_ARCHS`). Conventions, for every family:
+
+- ``G(z, c=None)``: z float [N, latent_dim], c int64 labels [N] (needed when ``g_cond`` is not
+  none, ignored otherwise) -> images [N, C, R, R] in [-1, 1], or vectors [N, C] (``mlp``).
+- ``D(x, c=None, with_aux=False)`` -> logits [N]; with ``d_cond="aux"`` and ``with_aux=True``
+  -> ``(logits [N], class_logits [N, num_classes])``. With ``pack = m > 1`` D takes
+  ``layers.pack(x, m)`` ([N/m, C*m, H, W]) and returns [N/m] logits.
+
+Shared pieces (conditioning, D's head, minibatch std, packing, spectral norm) live in
+:mod:`ganforge.nets.layers`; ``build_nets`` applies ``ModelConfig.spectral_norm`` to any family.
 """
 
 from __future__ import annotations
@@ -13,19 +21,32 @@ from collections.abc import Callable
 from torch import nn
 
 from ..config import ModelConfig
-from . import dcgan
+from . import dcgan, mlp, resnet
+from .layers import apply_spectral_norm, channels_at
 
 NETS: dict[str, Callable[[ModelConfig], tuple[nn.Module, nn.Module]]] = {
     "dcgan": dcgan.build,
+    "resnet": resnet.build,
+    "mlp": mlp.build,
 }
+
+VECTOR_ARCHS = {"mlp"}  # families for vector data [N, C]: no resolution
 
 
 def build_nets(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
-    if cfg.resolution <= 0 or cfg.channels <= 0:
+    """``(G, D)`` for ``cfg``, with spectral norm on G and/or D as ``cfg.spectral_norm`` says."""
+    if cfg.arch not in NETS:
+        raise ValueError(f"unknown arch '{cfg.arch}': use one of {', '.join(sorted(NETS))}")
+    if cfg.channels <= 0 or (cfg.resolution <= 0 and cfg.arch not in VECTOR_ARCHS):
         raise ValueError("ModelConfig.resolution and .channels must be set before building nets")
-    return NETS[cfg.arch](cfg)
+    if cfg.spectral_norm not in ("none", "d", "g", "both"):
+        raise ValueError(f"spectral_norm={cfg.spectral_norm!r}: use none, d, g or both")
+    g, d = NETS[cfg.arch](cfg)
+    if cfg.spectral_norm in ("g", "both"):
+        apply_spectral_norm(g)
+    if cfg.spectral_norm in ("d", "both"):
+        apply_spectral_norm(d)
+    return g, d
 
 
-def channels_at(res: int, base: int, cmax: int) -> int:
-    """Width of a layer working at ``res`` x ``res`` (StyleGAN's channel_base/channel_max)."""
-    return max(1, min(cmax, base // res))
+__all__ = ["NETS", "VECTOR_ARCHS", "build_nets", "channels_at"]

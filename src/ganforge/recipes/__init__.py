@@ -23,6 +23,9 @@ class Phase:
     fn: Callable[[dict], Scalars]  # ctx -> {"loss": tensor, other scalars to log}
     trainable: tuple[str, ...]  # nets whose parameters need gradients in this phase
     interval: int = 1  # run on steps where step % interval == 0
+    repeat: int = 1  # times in a row per step (n_critic for the D phase)
+    fresh_batch: bool = False  # fetch a new batch of real data before each repeat
+    after: Callable[[], None] | None = None  # run after each optimiser step (weight clipping)
 
 
 RECIPES: dict[str, type] = {

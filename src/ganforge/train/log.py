@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -44,11 +45,13 @@ class RunLogger:
         self.progress.update(self.task, completed=step)
 
     def log(self, step: int, kimg: float, scalars: dict[str, float]) -> None:
-        row = {"step": step, "kimg": round(kimg, 4), "time": round(time.time(), 3), **scalars}
-        self.jsonl.write(json.dumps(row) + "\n")
+        row = {"step": step, "kimg": round(kimg, 4), "time": round(time.time(), 3),
+               **{k: (v if math.isfinite(v) else None) for k, v in scalars.items()}}
+        self.jsonl.write(json.dumps(row) + "\n")  # strict JSON: inf/nan written as null
         if self.tb is not None:
             for k, v in scalars.items():
-                self.tb.add_scalar(k.replace("(", "_").replace(")", ""), v, step)
+                if math.isfinite(v):
+                    self.tb.add_scalar(k.replace("(", "_").replace(")", ""), v, step)
         self.progress.update(self.task, stats=format_stats(scalars))
 
     def image(self, tag: str, grid_uint8: torch.Tensor, step: int) -> None:

@@ -1,13 +1,16 @@
 """The one training loop for every GAN family.
 
-Each step: one batch (a dict), then the recipe's phases in order; for each phase the loop turns
-gradients on for the phase's nets only, asks the phase for its losses, backpropagates ``loss``
-and steps the phase's optimiser. Around that: stopping rules, logging, sample grids, atomic
-checkpoints with exact resume, and a guard against non-finite losses.
+Each step runs the recipe's phases in order. For each phase (``repeat`` times in a row, on a
+fresh batch when the phase asks for one) the loop turns gradients on for the phase's nets only,
+asks the phase for its losses, backpropagates ``loss``, steps the phase's optimiser and runs the
+phase's ``after`` hook. Around that: the generator EMA, stopping rules, logging, sample grids,
+health checks, atomic checkpoints with exact resume, and rollback on divergence.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import signal
 import threading
@@ -19,14 +22,16 @@ import torch
 from rich.console import Console
 
 from ..config import Config, parse_duration
-from ..data import ImageDataset, load_dataset
 from ..errors import GanforgeError
 from ..nets import build_nets
 from ..recipes import RECIPES
-from ..utils import format_duration, make_grid, pick_device, save_png, to_uint8
+from ..utils import atomic_write_text, format_duration, make_grid, pick_device, save_png, to_uint8
 from . import checkpoint as ck
-from .batches import Batches
+from .batches import Batches, load_data
+from .health import HealthMonitor
 from .log import RunLogger
+
+MAX_ROLLBACKS = 3
 
 
 @dataclass
@@ -39,17 +44,38 @@ class TrainResult:
     seconds: float
 
 
-def fill_model_shape(cfg: Config, data: ImageDataset) -> None:
-    """The nets are built for the data's resolution and channels; record them in the config."""
-    cfg.model.resolution = data.resolution
-    cfg.model.channels = data.channels
-    if cfg.data.channels is None:
+def fill_model_shape(cfg: Config, data) -> None:
+    """The nets are built for the data: record its shape and classes in the config."""
+    m = cfg.model
+    vector = hasattr(data, "dim")
+    if vector and m.arch != "mlp":
+        raise GanforgeError(f"{data.name} is vector data: use --preset toy (or arch=mlp)")
+    if not vector and m.arch == "mlp":
+        raise GanforgeError(f"arch=mlp is for vector data but {data.name} holds images: "
+                            "use arch=dcgan or arch=resnet")
+    shape = (0, data.dim) if vector else (data.resolution, data.channels)
+    if m.channels and (m.resolution, m.channels) != shape:
+        raise GanforgeError(
+            f"{data.name} gives samples of shape {shape} (resolution, channels) but the run's "
+            f"nets are built for {(m.resolution, m.channels)}: use the run's own data")
+    m.resolution, m.channels = shape
+    if not vector and cfg.data.channels is None:
         cfg.data.channels = data.channels
+    if m.g_cond != "none" or m.d_cond != "none":
+        if not data.num_classes:
+            raise GanforgeError(
+                f"conditional nets (g_cond={m.g_cond}, d_cond={m.d_cond}) need class labels but "
+                f"{data.name} has none: use a folder with one sub-folder per class, or a "
+                "labelled dataset such as digits")
+        if m.num_classes and m.num_classes != data.num_classes:
+            raise GanforgeError(f"{data.name} has {data.num_classes} classes but the run's nets "
+                                f"were built for {m.num_classes}")
+        m.num_classes = data.num_classes
 
 
 class Trainer:
     def __init__(self, cfg: Config, run: str | Path, resume: bool = False,
-                 data: ImageDataset | None = None, console: Console | None = None,
+                 data=None, console: Console | None = None,
                  quiet: bool = False, tensorboard: bool = True):
         self.cfg = cfg
         self.run = Path(run)
@@ -61,45 +87,51 @@ class Trainer:
         if self.run.exists() and not resume and any(self.run.iterdir()):
             raise GanforgeError(f"run folder {self.run} is not empty: resume it with "
                                 f"--resume {self.run} or choose another --out")
-        self.run.mkdir(parents=True, exist_ok=True)
-
-        d = cfg.data
-        self.data = data if data is not None else load_dataset(
-            d.source, resolution=d.resolution, channels=d.channels, log=self._note)
-        if cfg.model.resolution and (cfg.model.resolution, cfg.model.channels) != (
-                self.data.resolution, self.data.channels):
-            raise GanforgeError(
-                f"the data is {self.data.channels}x{self.data.resolution}x{self.data.resolution}"
-                f" but the run's nets are {cfg.model.channels}x{cfg.model.resolution}x"
-                f"{cfg.model.resolution}: set resolution/channels to match")
+        self.data = data if data is not None else load_data(cfg, log=self._note)
+        self.vector = hasattr(self.data, "dim")
         fill_model_shape(cfg, self.data)
+        self.run.mkdir(parents=True, exist_ok=True)
 
         torch.manual_seed(t.seed)
         self.G, self.D = build_nets(cfg.model)
         self.G.to(self.device)
         self.D.to(self.device)
         self.recipe = RECIPES[t.recipe](cfg, self.G, self.D)
-        self.nets = self.recipe.nets()
+        self.nets = dict(self.recipe.nets())
+        self.G_ema = None
+        if t.ema > 0:
+            self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+            self.nets["G_ema"] = self.G_ema
         self.opts = self.recipe.optimizers()
+        self.base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.opts.items()}
         self.phases = self.recipe.phases()
         self.batches = Batches(self.data, t.batch_size, t.seed, self.device)
         if self.batches.batch_size < t.batch_size:
-            self._say(f"[yellow]only {len(self.data)} images: batch size lowered to "
+            self._say(f"[yellow]only {len(self.data)} samples: batch size lowered to "
                       f"{self.batches.batch_size}[/yellow]")
         # noise for training comes from its own generator, saved in checkpoints
         self.noise = torch.Generator(device=self.device).manual_seed(t.seed + 1)
-        # a fixed z for the sample grids, the same in every grid of the run
-        self.fixed_z = torch.randn(64, cfg.model.latent_dim,
-                                   generator=torch.Generator().manual_seed(t.seed + 2)
-                                   ).to(self.device)
-        self.step = 0
+        # a fixed z (and fixed labels) for the sample grids, the same in every grid of the run
+        fixed = torch.Generator().manual_seed(t.seed + 2)
+        n_fixed = 2500 if self.vector else 64
+        self.fixed_z = torch.randn(n_fixed, cfg.model.latent_dim, generator=fixed).to(self.device)
+        k = cfg.model.num_classes
+        self.fixed_c = (torch.arange(n_fixed) % k).to(self.device) if k else None
+        self.health = HealthMonitor(self.data, cfg, self.device)
+        self.step = 0  # G steps
+        self.batch_index = 0  # real batches drawn: the data position
         self.images_seen = 0
         self.train_seconds = 0.0
+        self.lr_scale = 1.0
+        self.rollbacks = 0
+        self.ema_updates = 0
         self.last: dict[str, float] = {}
         self._interrupted = False
         if resume:
             self._resume()
         cfg.save(self.run / "config.json")
+        if self.data.class_names:
+            atomic_write_text(self.run / "classes.json", json.dumps(self.data.class_names) + "\n")
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -116,14 +148,23 @@ class Trainer:
         return torch.randn(n, self.cfg.model.latent_dim, generator=self.noise,
                            device=self.device)
 
+    def _set_lr(self) -> None:
+        for k, o in self.opts.items():
+            for g, lr in zip(o.param_groups, self.base_lrs[k]):
+                g["lr"] = lr * self.lr_scale
+
     def _state(self) -> dict:
         rng = {"torch": torch.get_rng_state(), "noise": self.noise.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
             "step": self.step,
+            "batch_index": self.batch_index,
             "images_seen": self.images_seen,
             "train_seconds": self.train_seconds,
+            "lr_scale": self.lr_scale,
+            "rollbacks": self.rollbacks,
+            "ema_updates": self.ema_updates,
             "last": dict(self.last),
             "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
             "rng": rng,
@@ -134,9 +175,7 @@ class Trainer:
         return ck.save_checkpoint(self.run, self.step, self.nets, self._state(),
                                   keep_last=self.cfg.train.keep_last, meta=meta)
 
-    def _resume(self) -> None:
-        ck.clean_partial(self.run)
-        path = ck.find_checkpoint(self.run)
+    def _restore(self, path: Path) -> None:
         for name, net in self.nets.items():
             ck.load_net(net, path, name)
         st = ck.load_state(path)
@@ -148,53 +187,90 @@ class Trainer:
             if "cuda" in st["rng"] and self.device.type == "cuda":
                 torch.cuda.set_rng_state(st["rng"]["cuda"], self.device)
             self.step = int(st["step"])
+            self.batch_index = int(st.get("batch_index", self.step))
             self.images_seen = int(st["images_seen"])
             self.train_seconds = float(st.get("train_seconds", 0.0))
+            self.lr_scale = float(st.get("lr_scale", 1.0))
+            self.rollbacks = int(st.get("rollbacks", 0))
+            self.ema_updates = int(st.get("ema_updates", 0))
             self.last = dict(st.get("last", {}))
         except (KeyError, ValueError, RuntimeError) as e:
             raise GanforgeError(f"{path}/state.pt does not fit this run ({e}); it was written "
                                 "by another model or version") from None
+        self._set_lr()
+
+    def _resume(self) -> None:
+        ck.clean_partial(self.run)
+        self._restore(ck.find_checkpoint(self.run))
         self._say(f"resumed {self.run} at step {self.step} ({self.images_seen / 1000:.1f} kimg)")
 
-    def write_samples(self, name: str) -> tuple[Path, torch.Tensor]:
-        """The 8x8 grid of the fixed z as ``RUN/samples/NAME.png``; returns (path, uint8 grid)."""
-        self.G.eval()
-        with torch.no_grad():
-            imgs = to_uint8(self.G(self.fixed_z))
-        self.G.train()
-        grid = make_grid(imgs, nrow=8)
+    @property
+    def G_eval(self) -> torch.nn.Module:
+        """The generator used for samples and metrics: the EMA one when there is one."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    @torch.no_grad()
+    def fixed_samples(self) -> torch.Tensor:
+        G = self.G_eval
+        was_training = G.training
+        G.eval()
+        out = G(self.fixed_z, self.fixed_c)
+        G.train(was_training)
+        return out
+
+    def write_samples(self, name: str) -> tuple[Path, torch.Tensor | None]:
+        """The fixed-z samples as ``RUN/samples/NAME.png``: an 8x8 grid for images, a scatter
+        plot for vectors. Returns (path, uint8 grid or None)."""
         path = self.run / "samples" / f"{name}.png"
+        samples = self.fixed_samples()
+        if self.vector:
+            from ..plot import scatter_png
+
+            real = self.data.x[torch.randperm(len(self.data), generator=torch.Generator()
+                                              .manual_seed(0))[:2500]]
+            scatter_png(samples.float().cpu(), path, modes=self.data.modes, real=real)
+            return path, None
+        grid = make_grid(to_uint8(samples), nrow=8)
         save_png(grid, path)
         return path, grid
 
-    def stop_steps(self) -> int | None:
+    def stop_rules(self) -> tuple[int | None, int | None]:
+        """(last G step, last batch index) allowed by max_steps and epochs."""
         t = self.cfg.train
-        limits = []
-        if t.max_steps is not None:
-            limits.append(t.max_steps)
-        if t.epochs is not None:
-            limits.append(math.ceil(t.epochs * self.batches.steps_per_epoch))
+        steps = t.max_steps
+        batches = math.ceil(t.epochs * self.batches.steps_per_epoch) if t.epochs else None
+        return steps, batches
+
+    def total_steps(self) -> int | None:
+        steps, batches = self.stop_rules()
+        n_critic = self.cfg.train.n_critic
+        by_epochs = math.ceil(batches / n_critic) if batches is not None else None
+        limits = [v for v in (steps, by_epochs) if v is not None]
         return min(limits) if limits else None
 
     # -- the loop ---------------------------------------------------------------------------
 
     def train(self) -> TrainResult:
         t = self.cfg.train
-        total = self.stop_steps()
+        max_steps, max_batches = self.stop_rules()
+        total = self.total_steps()
         max_seconds = parse_duration(t.max_time) if t.max_time else None
         if total is None and max_seconds is None:
             raise GanforgeError("no stopping rule: set max_steps, epochs or max_time")
         spe = self.batches.steps_per_epoch
+        kind = (f"{len(self.data)} vectors of size {self.data.dim}" if self.vector else
+                f"{len(self.data)} images {self.data.channels}x{self.data.resolution}x"
+                f"{self.data.resolution}")
         self._say(
-            f"[bold]ganforge[/bold] {self.cfg.preset} on {self.data.name}: {len(self.data)} "
-            f"images {self.data.channels}x{self.data.resolution}x{self.data.resolution}, "
-            f"batch {self.batches.batch_size}, {spe} steps/epoch, device {self.device}, "
+            f"[bold]ganforge[/bold] {self.cfg.preset} on {self.data.name}: {kind}, "
+            f"batch {self.batches.batch_size}, {spe} batches/epoch, device {self.device}, "
             f"run {self.run}")
         logger = RunLogger(self.run, total, self.step, self.console, self.tensorboard,
                            self.quiet)
         window, epoch_sums = Meter(), Meter()  # scalars since the last log line / epoch start
         t0 = time.perf_counter()
-        t_log, step_log = t0, self.step
+        t_log, seen_log = t0, self.images_seen
+        health_every = t.health_every or t.log_every
         stopped_by = "max_steps"
         ctx: dict = {}
         restore_sigint = self._defer_sigint()
@@ -203,41 +279,53 @@ class Trainer:
                 if self._interrupted:
                     stopped_by = "interrupt"
                     break
-                if total is not None and self.step >= total:
-                    stopped_by = "epochs" if t.max_steps is None or total < t.max_steps \
-                        else "max_steps"
+                if max_steps is not None and self.step >= max_steps:
+                    stopped_by = "max_steps"
+                    break
+                if max_batches is not None and self.batch_index >= max_batches:
+                    stopped_by = "epochs"
                     break
                 if max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
                     stopped_by = "max_time"
                     break
-                ctx = {"batch": self.batches.get(self.step), "step": self.step,
-                       "sample_z": self.sample_z}
+                epoch_before = self.batch_index // spe
+                ctx = {"step": self.step, "sample_z": self.sample_z, "noise": self.noise,
+                       "device": self.device}
                 out = self._one_step(ctx)
                 window.add(out)
                 epoch_sums.add(out)
                 self.step += 1
-                self.images_seen += self.batches.batch_size
                 logger.step(self.step)
 
                 if self.step % t.log_every == 0 or self.step == total:
                     now = time.perf_counter()
                     stats = window.mean()
-                    if not all(math.isfinite(v) for v in stats.values()):
-                        self._diverged(stats)
-                    stats["img/s"] = (self.step - step_log) * self.batches.batch_size / max(
-                        now - t_log, 1e-9)
+                    if not self._finite(stats):
+                        if self._diverged(stats, logger):
+                            window, epoch_sums = Meter(), Meter()
+                            continue
+                    stats["img/s"] = (self.images_seen - seen_log) / max(now - t_log, 1e-9)
+                    if self.step % health_every == 0 or self.step == total:
+                        stats.update(self.health.metrics(self))
+                        for w in self.health.check(self.step, stats):
+                            logger.line(f"[yellow]warning (step {self.step}): {w}[/yellow]")
                     self.last = stats
                     logger.log(self.step, self.images_seen / 1000, stats)
-                    window, t_log, step_log = Meter(), now, self.step
-                if self.step % spe == 0:
-                    logger.line(f"epoch {self.step // spe:>4} step {self.step:>7} "
+                    window, t_log, seen_log = Meter(), now, self.images_seen
+                if self.batch_index // spe > epoch_before:
+                    logger.line(f"epoch {self.batch_index // spe:>4} step {self.step:>7} "
                                 + _fmt(epoch_sums.mean()), throttle=5.0)
                     epoch_sums = Meter()
                 if t.sample_every and self.step % t.sample_every == 0:
                     _, grid = self.write_samples(f"step_{self.step:08d}")
-                    logger.image("samples", grid, self.step)
+                    if grid is not None:
+                        logger.image("samples", grid, self.step)
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0:
-                    self._checkpoint()
+                    if window.count and not self._finite(window.mean()):
+                        if self._diverged(window.mean(), logger):
+                            window, epoch_sums = Meter(), Meter()
+                            continue
+                    self.save()
         except KeyboardInterrupt:  # a second Ctrl-C: stop mid-step, still save what we have
             stopped_by = "interrupt"
         finally:
@@ -246,8 +334,11 @@ class Trainer:
             logger.close()
         del ctx
         if window.count:
-            self.last = window.mean()
-        self._checkpoint()
+            stats = window.mean()
+            if not self._finite(stats):
+                self._diverged(stats, None, allow_rollback=False)
+            self.last = stats
+        self.save()
         final, _ = self.write_samples("final")
         elapsed = time.perf_counter() - t0
         self._say(f"done: {self.step} steps ({self.images_seen / 1000:.1f} kimg) in "
@@ -279,28 +370,63 @@ class Trainer:
             for name, net in self.nets.items():
                 net.requires_grad_(name in phase.trainable)
             opt = self.opts[phase.opt]
-            opt.zero_grad(set_to_none=True)
-            scalars = phase.fn(ctx)
-            scalars["loss"].backward()
-            opt.step()
+            for _ in range(phase.repeat):
+                if phase.fresh_batch or "batch" not in ctx:
+                    ctx["batch"] = self.batches.get(self.batch_index)
+                    self.batch_index += 1
+                    self.images_seen += self.batches.batch_size
+                opt.zero_grad(set_to_none=True)
+                scalars = phase.fn(ctx)
+                scalars["loss"].backward()
+                opt.step()
+                if phase.after is not None:
+                    phase.after()
             for k, v in scalars.items():
                 out[f"{phase.name}_loss" if k == "loss" else k] = v.detach()
-        for net in self.nets.values():
-            net.requires_grad_(True)
+            if phase.opt == "G" and self.G_ema is not None:
+                self._update_ema()
+        for name, net in self.nets.items():
+            net.requires_grad_(name != "G_ema")
         return out
 
-    def _checkpoint(self) -> None:
-        if self.last and not all(math.isfinite(v) for v in self.last.values()):
-            return
-        self.save()
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """G_ema <- beta G_ema + (1 - beta) G, beta ramped up from 0.1 to ``ema``."""
+        self.ema_updates += 1
+        beta = min(self.cfg.train.ema, (1 + self.ema_updates) / (10 + self.ema_updates))
+        for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            pe.lerp_(p, 1 - beta)
+        for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            be.copy_(b)
 
-    def _diverged(self, stats: dict[str, float]) -> None:
+    @staticmethod
+    def _finite(stats: dict[str, float]) -> bool:
+        return all(math.isfinite(v) for v in stats.values())
+
+    def _diverged(self, stats: dict[str, float], logger: RunLogger | None,
+                  allow_rollback: bool = True) -> bool:
+        """Non-finite losses: roll back to the last good checkpoint with halved learning rates
+        (``on_divergence=rollback``; returns True), else stop without writing garbage."""
         good = ck.latest_checkpoint(self.run)
+        if (allow_rollback and self.cfg.train.on_divergence == "rollback" and good is not None
+                and self.rollbacks < MAX_ROLLBACKS):
+            rollbacks = self.rollbacks + 1
+            scale = self.lr_scale * 0.5
+            at = self.step
+            self._restore(good)
+            self.rollbacks, self.lr_scale = rollbacks, scale
+            self._set_lr()
+            if logger is not None:
+                logger.line(f"[yellow]warning: non-finite loss at step {at}; rolled back to "
+                            f"{good.name} with learning rates x{scale:g} (rollback "
+                            f"{rollbacks}/{MAX_ROLLBACKS})[/yellow]")
+            return True
         kept = f"last good checkpoint kept at {good}" if good else "no checkpoint was written"
+        hint = "lower lr_g/lr_d and resume" if self.cfg.train.on_divergence == "stop" else \
+            "rollbacks did not help: lower lr_g/lr_d"
         raise GanforgeError(
             f"training diverged at step {self.step} (non-finite loss: {_fmt(stats)}); {kept}; "
-            "lower lr_g/lr_d and resume"
-        )
+            f"{hint}")
 
 
 class Meter:

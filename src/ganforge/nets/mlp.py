@@ -1,0 +1,95 @@
+"""MLP G and D for vector data (2-D toy mixtures and the like). ``ModelConfig.channels`` is the
+vector size; ``resolution`` is not used (0 for vector data).
+
+G: ``layers`` x (Linear(hidden) + ReLU), then Linear to ``channels``, no output activation.
+With ``g_cond=cbn`` a :class:`~ganforge.nets.layers.CondBatchNorm` (1-d) follows each hidden
+Linear (the plain G has no BatchNorm to replace); ``concat`` appends a label embedding to z.
+D: ``layers`` x (Linear(hidden) + LeakyReLU(0.2)) -> h [N, hidden] -> DHead. ``d_cond=concat``
+appends an ``min(hidden, 64)``-wide label embedding to x; ``mbstd`` adds its feature in front of
+the last hidden layer; ``pack`` multiplies the input size. Default PyTorch init.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .layers import (
+    D_CONDS,
+    G_CONDS,
+    LABEL_DIM,
+    ConcatLabel,
+    CondBatchNorm,
+    CondSequential,
+    DHead,
+    MinibatchStd,
+    cond_classes,
+    need_labels,
+)
+
+
+class Generator(nn.Module):
+    """``G(z [N, latent_dim], c [N] | None) -> vectors [N, channels]`` (no output activation)."""
+
+    def __init__(self, latent_dim: int = 2, channels: int = 2, hidden: int = 128,
+                 layers: int = 3, num_classes: int = 0, cond: str = "none"):
+        super().__init__()
+        k = cond_classes(cond, num_classes, G_CONDS, "g_cond")
+        self.latent_dim, self.cond = latent_dim, cond
+        self.label = ConcatLabel(k, (min(latent_dim, LABEL_DIM),)) if cond == "concat" else None
+        width = latent_dim + (self.label.extra if self.label is not None else 0)
+        mods: list[nn.Module] = []
+        for _ in range(layers):
+            mods.append(nn.Linear(width, hidden))
+            if cond == "cbn":
+                mods.append(CondBatchNorm(hidden, k, dim=1))
+            mods.append(nn.ReLU(True))
+            width = hidden
+        mods.append(nn.Linear(width, channels))
+        self.main = CondSequential(*mods)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        if self.cond != "none":
+            c = need_labels(c, z.shape[0], f"G (g_cond={self.cond})")
+        if self.label is not None:
+            z = self.label(z, c)
+        return self.main(z, c)  # [N, channels]
+
+
+class Discriminator(nn.Module):
+    """``D(x [N, channels*pack], c [N] | None, with_aux=False) -> logits [N]``, or
+    ``(logits [N], class logits [N, K])`` when built with ``cond="aux"`` and ``with_aux=True``."""
+
+    def __init__(self, channels: int = 2, hidden: int = 128, layers: int = 3,
+                 num_classes: int = 0, cond: str = "none", mbstd: int = 0, pack: int = 1):
+        super().__init__()
+        k = cond_classes(cond, num_classes, D_CONDS, "d_cond")
+        if pack > 1 and cond != "none":
+            raise ValueError("pack > 1 works with an unconditional D only (d_cond=none)")
+        self.cond = cond
+        self.label = ConcatLabel(k, (min(hidden, LABEL_DIM),)) if cond == "concat" else None
+        width = channels * pack + (self.label.extra if self.label is not None else 0)
+        mods: list[nn.Module] = []
+        for i in range(layers):
+            if i == layers - 1 and mbstd > 0:
+                mods.append(MinibatchStd(mbstd))  # [N, width] -> [N, width + 1]
+                width += 1
+            mods += [nn.Linear(width, hidden), nn.LeakyReLU(0.2, True)]
+            width = hidden
+        self.features = nn.Sequential(*mods)  # -> h [N, hidden]
+        self.head = DHead(hidden, k, cond, bias=True)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None, with_aux: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if self.label is not None:
+            x = self.label(x, need_labels(c, x.shape[0], "D (d_cond=concat)"))
+        return self.head(self.features(x), c, with_aux)
+
+
+def build(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
+    g = Generator(cfg.latent_dim, cfg.channels, cfg.hidden, cfg.layers, cfg.num_classes,
+                  cfg.g_cond)
+    d = Discriminator(cfg.channels, cfg.hidden, cfg.layers, cfg.num_classes, cfg.d_cond,
+                      cfg.mbstd, cfg.pack)
+    return g, d
