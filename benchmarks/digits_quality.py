@@ -90,7 +90,7 @@ def main() -> None:
     print("| preset | steps | kimg | classifier FID | class KL | classes (>=2%) | "
           "conditional accuracy |")
     print("|---|---|---|---|---|---|---|")
-    for preset, steps, seen, secs, s in rows:
+    for preset, steps, seen, _secs, s in rows:
         acc = f"{100 * s['cond_acc']:.1f}%" if "cond_acc" in s else "-"
         print(f"| {preset} | {steps} | {seen / 1000:.1f} | {s['fid']:.2f} | "
               f"{s['class_kl']:.3f} | {s['classes']}/10 | {acc} |")

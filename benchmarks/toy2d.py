@@ -69,8 +69,8 @@ def main() -> None:
                           f"rkl {r['reverse_kl']:.3f}  {r['seconds']:.0f}s", flush=True)
                 rows.append((data, recipe, results))
     print()
-    print(f"| data | recipe | seeds | modes (min / mean) | % high quality (min / mean) | "
-          f"reverse KL (mean) | seconds per run (mean) | PacGAN paper (modes, % HQ) |")
+    print("| data | recipe | seeds | modes (min / mean) | % high quality (min / mean) | "
+          "reverse KL (mean) | seconds per run (mean) | PacGAN paper (modes, % HQ) |")
     print("|---|---|---|---|---|---|---|---|")
     for data, recipe, results in rows:
         modes = [r["modes"] for r in results]

@@ -2,8 +2,14 @@ import json
 
 import pytest
 
-from ganforge.config import (Config, apply_overrides, build_config, describe, parse_duration,
-                             resolve_key)
+from ganforge.config import (
+    Config,
+    apply_overrides,
+    build_config,
+    describe,
+    parse_duration,
+    resolve_key,
+)
 from ganforge.errors import GanforgeError
 
 

@@ -122,7 +122,8 @@ def test_centre_crop_of_wide_image(tmp_path):
     arr[:, 20:] = (0, 0, 255)
     save(tmp_path / "wide.png", Image.fromarray(arr))
     ds = load_dataset(str(tmp_path), resolution=10, log=None)
-    assert ds.images[0, 1].min() == 255 and ds.images[0, 0].max() == 0 and ds.images[0, 2].max() == 0
+    assert ds.images[0, 1].min() == 255
+    assert ds.images[0, 0].max() == 0 and ds.images[0, 2].max() == 0
 
 
 def test_exif_orientation_and_palette_transparency(tmp_path):
@@ -304,7 +305,8 @@ def test_torchvision_download_failure_is_one_line(tmp_path, monkeypatch, name, c
     import torchvision.datasets as tvd
 
     def offline(*args, **kwargs):
-        raise RuntimeError("Error downloading file:\nTried mirror, got:\n<urlopen error [Errno -3]>")
+        raise RuntimeError(
+            "Error downloading file:\nTried mirror, got:\n<urlopen error [Errno -3]>")
 
     monkeypatch.setattr(tvd, cls, offline)
     with pytest.raises(GanforgeError) as exc:

@@ -8,7 +8,8 @@ import torch
 
 from ganforge.config import build_config
 from ganforge.errors import GanforgeError
-from ganforge.train import Trainer, checkpoint as ck
+from ganforge.train import Trainer
+from ganforge.train import checkpoint as ck
 
 
 def _cfg(tiny, *extra):

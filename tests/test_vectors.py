@@ -131,7 +131,8 @@ def _bad_files(tmp_path):
         "inf.npy": "NaN or inf", "big.npy": "float32 range", "three_d.npy": "3-D",
         "scalar.npy": "0-D", "empty.npy": "empty", "objects.npy": "Python objects",
         "strings.npy": "dtype", "corrupt.npy": "no NPY header",
-        "archive.npy": ".npz archive", "truncated.npy": "not a readable .npy", "folder.csv": "not a file",
+        "archive.npy": ".npz archive", "truncated.npy": "not a readable .npy",
+        "folder.csv": "not a file",
         "missing.npy": "not found",
     }
 

@@ -179,3 +179,14 @@ def test_sample_by_class_and_class(tmp_path):
     assert main(["sample", str(run), "--n", "2", "--out", str(tmp_path / "k"), "--class",
                  "4"]) == 0
     assert main(["sample", str(run), "--n", "2", "--class", "12"]) == 2
+
+
+def test_linear_lr_decay_reaches_zero_at_max_steps(tmp_path):
+    tr = _trainer(tmp_path, "dcgan", "max_steps=4", "lr_decay=linear", "lr_decay_start=0.5")
+    lrs = []
+    real = tr._one_step
+    tr._one_step = lambda ctx: lrs.append(tr.opts["G"].param_groups[0]["lr"]) or real(ctx)
+    tr.train()
+    assert lrs == pytest.approx([2e-4, 2e-4, 2e-4, 1e-4])
+    with pytest.raises(GanforgeError, match="set max_steps"):
+        build_config("dcgan", ["lr_decay=linear", "max_time=1m"])

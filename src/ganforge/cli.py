@@ -72,8 +72,15 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
     OVERRIDES are config keys as key=value (e.g. lr_g=1e-4 loss=minimax); --dry-run lists
     every key with its meaning.
     """
-    from .config import (Config, as_dict, apply_overrides, build_config, describe,
-                         resolve_key, validate)
+    from .config import (
+        Config,
+        apply_overrides,
+        as_dict,
+        build_config,
+        describe,
+        resolve_key,
+        validate,
+    )
 
     flags = {"source": data, "resolution": resolution, "channels": channels,
              "max_steps": max_steps, "epochs": epochs, "max_time": max_time,

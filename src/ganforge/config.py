@@ -59,6 +59,8 @@ class TrainConfig:
     beta1: float = 0.5  # Adam beta1 (both nets)
     beta2: float = 0.999  # Adam beta2 (both nets)
     optimizer: str = "adam"  # adam or rmsprop (the original WGAN)
+    lr_decay: str = "none"  # none, or linear: constant, then linear to 0 at max_steps
+    lr_decay_start: float = 0.5  # linear decay starts at this fraction of max_steps
     n_critic: int = 1  # D steps (each on a fresh batch) per G step
     clip: float = 0.0  # WGAN weight clipping of D to [-clip, clip] after each D step (0 = off)
     gp: float = 0.0  # WGAN-GP gradient penalty weight lambda (0 = off)
@@ -352,9 +354,9 @@ def parse_duration(text: str) -> float:
 
 
 def validate(cfg: Config) -> None:
+    from .losses import LOSSES
     from .nets import NETS
     from .recipes import RECIPES
-    from .losses import LOSSES
 
     d, m, t = cfg.data, cfg.model, cfg.train
 
@@ -377,6 +379,10 @@ def validate(cfg: Config) -> None:
     need(m.hidden >= 1 and m.layers >= 1, "hidden and layers must be >= 1")
     need(t.optimizer in ("adam", "rmsprop"), f"optimizer={t.optimizer!r}: use adam or rmsprop")
     need(t.n_critic >= 1, "n_critic must be >= 1")
+    need(t.lr_decay in ("none", "linear"), f"lr_decay={t.lr_decay!r}: use none or linear")
+    need(0 <= t.lr_decay_start < 1, "lr_decay_start must be in [0, 1)")
+    need(t.lr_decay == "none" or t.max_steps is not None,
+         "lr_decay=linear decays to 0 at max_steps: set max_steps")
     need(t.clip >= 0 and t.gp >= 0 and t.r1 >= 0, "clip, gp and r1 must be >= 0")
     need(t.r1_every >= 1, "r1_every must be >= 1")
     need(0 <= t.ema < 1, "ema must be in [0, 1) (0 = off, 0.999 is typical)")

@@ -27,7 +27,8 @@ _COPY_ROWS = 4096
 
 
 def memory_limit(explicit: int | None = None) -> int:
-    """Bytes a decoded set may take in memory: argument, else $GANFORGE_MEMORY_LIMIT_MB, else 2 GiB."""
+    """Bytes a decoded set may take in memory: the argument, else $GANFORGE_MEMORY_LIMIT_MB,
+    else 2 GiB."""
     if explicit is not None:
         return int(explicit)
     env = os.environ.get("GANFORGE_MEMORY_LIMIT_MB", "").strip()

@@ -65,7 +65,8 @@ def is_grayish(src: ImageSource) -> bool:
             return True
         if img.mode == "P":
             pal = img.getpalette() or []
-            return bool(pal) and all(pal[i] == pal[i + 1] == pal[i + 2] for i in range(0, len(pal), 3))
+            return bool(pal) and all(pal[i] == pal[i + 1] == pal[i + 2]
+                                     for i in range(0, len(pal), 3))
         return False
 
 

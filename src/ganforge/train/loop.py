@@ -112,11 +112,12 @@ class Trainer:
         # noise for training comes from its own generator, saved in checkpoints
         self.noise = torch.Generator(device=self.device).manual_seed(t.seed + 1)
         # a fixed z (and fixed labels) for the sample grids, the same in every grid of the run
+        # (conditional runs: one row of 8 per class, up to 16 classes)
         fixed = torch.Generator().manual_seed(t.seed + 2)
-        n_fixed = 2500 if self.vector else 64
-        self.fixed_z = torch.randn(n_fixed, cfg.model.latent_dim, generator=fixed).to(self.device)
         k = cfg.model.num_classes
-        self.fixed_c = (torch.arange(n_fixed) % k).to(self.device) if k else None
+        n_fixed = 2500 if self.vector else (8 * k if 0 < k <= 16 else 64)
+        self.fixed_z = torch.randn(n_fixed, cfg.model.latent_dim, generator=fixed).to(self.device)
+        self.fixed_c = ((torch.arange(n_fixed) // 8) % k).to(self.device) if k else None
         self.health = HealthMonitor(self.data, cfg, self.device)
         self.step = 0  # G steps
         self.batch_index = 0  # real batches drawn: the data position
@@ -148,10 +149,21 @@ class Trainer:
         return torch.randn(n, self.cfg.model.latent_dim, generator=self.noise,
                            device=self.device)
 
+    def lr_factor(self) -> float:
+        """The learning-rate multiplier at this step: rollback scale x decay schedule."""
+        t = self.cfg.train
+        factor = self.lr_scale
+        if t.lr_decay == "linear" and t.max_steps:
+            start = t.lr_decay_start * t.max_steps
+            if self.step >= start:
+                factor *= max(0.0, 1 - (self.step - start) / max(t.max_steps - start, 1))
+        return factor
+
     def _set_lr(self) -> None:
+        factor = self.lr_factor()
         for k, o in self.opts.items():
             for g, lr in zip(o.param_groups, self.base_lrs[k]):
-                g["lr"] = lr * self.lr_scale
+                g["lr"] = lr * factor
 
     def _state(self) -> dict:
         rng = {"torch": torch.get_rng_state(), "noise": self.noise.get_state()}
@@ -291,6 +303,8 @@ class Trainer:
                 epoch_before = self.batch_index // spe
                 ctx = {"step": self.step, "sample_z": self.sample_z, "noise": self.noise,
                        "device": self.device}
+                if self.cfg.train.lr_decay != "none":
+                    self._set_lr()
                 out = self._one_step(ctx)
                 window.add(out)
                 epoch_sums.add(out)
