@@ -20,7 +20,7 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 # what may change when a run is resumed: stop rules, logging, the device
 RESUMABLE = {"max_steps", "epochs", "max_time", "device", "log_every", "sample_every",
-             "checkpoint_every", "keep_last"}
+             "checkpoint_every", "keep_last", "on_divergence", "health_every"}
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -60,13 +60,16 @@ def _default_run_dir(cfg) -> Path:
 @click.option("--batch-size", type=int, help="images per step  [default: 64]")
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps  [default: auto]")
 @click.option("--seed", type=int, help="random seed  [default: 0]")
+@click.option("--on-divergence", type=click.Choice(["stop", "rollback"]),
+              help="on NaN/inf losses: stop, or roll back to the last good checkpoint with "
+                   "halved learning rates  [default: stop]")
 @click.option("--dry-run", is_flag=True, help="print the resolved config and stop")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
 def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
           out_dir: Path | None, resume: Path | None, resolution: int | None,
           channels: int | None, max_steps: int | None, epochs: float | None,
           max_time: str | None, batch_size: int | None, device: str | None, seed: int | None,
-          dry_run: bool, quiet: bool) -> None:
+          on_divergence: str | None, dry_run: bool, quiet: bool) -> None:
     """Train a GAN (default: DCGAN on the built-in digits, a few minutes on a CPU).
 
     OVERRIDES are config keys as key=value (e.g. lr_g=1e-4 loss=minimax); --dry-run lists
@@ -84,7 +87,8 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
 
     flags = {"source": data, "resolution": resolution, "channels": channels,
              "max_steps": max_steps, "epochs": epochs, "max_time": max_time,
-             "batch_size": batch_size, "device": device, "seed": seed}
+             "batch_size": batch_size, "device": device, "seed": seed,
+             "on_divergence": on_divergence}
     kv = as_dict(list(overrides))
     kv.update({k: str(v) for k, v in flags.items() if v is not None})
     if resume is not None:
@@ -354,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd = " ".join(a for a in (argv if argv is not None else sys.argv[1:])[:1])
         hint = f"; see `ganforge {cmd} --help`" if cmd and not cmd.startswith("-") else \
             "; see `ganforge --help`"
-        err.print(f"error: {e.format_message()}{hint}", markup=False, highlight=False)
+        err.print(f"error: {e.format_message().rstrip('.')}{hint}", markup=False,
+                  highlight=False)
         return 2
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 1

@@ -69,8 +69,7 @@ class TrainConfig:
     ema: float = 0.0  # generator EMA decay used for sampling and evaluation (0 = off)
     diffaug: str = ""  # DiffAugment policy applied to real and fake: color,translation,cutout
     aux_weight: float = 1.0  # AC-GAN: weight of the auxiliary classification loss
-    on_divergence: str = "stop"  # NaN/inf losses: stop (keep the last good checkpoint) or
-    # rollback (reload it with learning rates halved)
+    on_divergence: str = "stop"  # on NaN/inf: stop, or rollback (last good checkpoint, lr / 2)
     health_every: int = 0  # steps between collapse / D-overpowering checks (0 = log_every)
     max_steps: int | None = 500  # stop after this many steps (None = no step limit)
     epochs: float | None = None  # stop after this many passes over the data (None = no limit)

@@ -100,8 +100,10 @@ class GANRecipe:
         out: dict[str, torch.Tensor] = {}
         if self.aux:
             real_logits, real_cls = self.d(real_in, real_c, with_aux=True)
-            fake_logits, fake_cls = self.d(fake_in, fake_c, with_aux=True)
-            cls = F.cross_entropy(real_cls, real_c) + F.cross_entropy(fake_cls, fake_c)
+            fake_logits = self.d(fake_in, fake_c)
+            # D's classifier learns from real images only: trained on fakes too (the paper's
+            # form) it can settle on a permuted class map that G then follows
+            cls = F.cross_entropy(real_cls, real_c)
             out["D_cls"] = cls.detach()
             loss = self.loss.d(real_logits, fake_logits) + self.cfg.train.aux_weight * cls
             out["acc_real"] = (real_cls.argmax(1) == real_c).float().mean()
