@@ -2,9 +2,9 @@
 
 Trains, for ring8 and grid25 and each seed: (a) the seed's plain recipe on MLPs (BCE with the
 non-saturating G loss, one D step per G step, Adam 2e-4 (0.5, 0.999), no packing, no penalty),
-(b) the ``toy`` preset (the same number of steps for both); then scores 2,500 samples of each with the mode metrics of PacGAN (Lin
-et al. 2018): modes captured, % high-quality samples, reverse KL. Prints one table with the
-published PacGAN figures beside it.
+(b) the ``toy`` preset (the same number of steps for both); then scores 2,500 samples of
+each with the mode metrics of PacGAN (Lin et al. 2018): modes captured, % high-quality
+samples, reverse KL. Prints one table with the published PacGAN figures beside it.
 
     python benchmarks/toy2d.py                    # 3 seeds, both datasets (~35 min on 2 cores)
     python benchmarks/toy2d.py --seeds 0 --data ring8 --steps 1000

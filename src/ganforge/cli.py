@@ -46,7 +46,8 @@ def _default_run_dir(cfg) -> Path:
 @app.command(context_settings=CONTEXT)
 @click.argument("overrides", nargs=-1)
 @click.option("--data", help="a folder or .zip of images, or digits, mnist, fashion-mnist, "
-              "cifar10, svhn, celeba  [default: digits]")
+              "cifar10, svhn, celeba; vectors: ring8, grid25, spiral, moons, a .csv or .npy "
+              "file  [default: digits]")
 @click.option("--preset", help="starting recipe, see `ganforge presets`  [default: dcgan]")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="run folder  [default: runs/PRESET-DATA-TIME]")
