@@ -37,7 +37,8 @@ TORCHVISION_NAMES = ("mnist", "fashion-mnist", "cifar10", "svhn", "celeba")
 BUILTIN_NAMES = ("digits", *TORCHVISION_NAMES)
 ACCEPTED = (
     "digits, mnist, fashion-mnist, cifar10, svhn, celeba, a folder of images "
-    "(sub-folders = classes) or a .zip of images"
+    "(sub-folders = classes), a .zip of images, or vector data: ring8, grid25, spiral, moons, "
+    "a .csv or .npy file"
 )
 EXTENSIONS_TEXT = ", ".join(IMAGE_EXTENSIONS)
 
