@@ -6,7 +6,6 @@ Every bad input ends as one ``error: ...`` line on stderr and exit status 2, nev
 from __future__ import annotations
 
 import json
-import math
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 # what may change when a run is resumed: stop rules, logging, the device
 RESUMABLE = {"max_steps", "epochs", "max_time", "device", "log_every", "sample_every",
+             "eval_every",
              "checkpoint_every", "keep_last", "on_divergence", "health_every"}
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -300,36 +300,145 @@ def info(run: Path, as_json: bool) -> None:
     out.print(describe(cfg), markup=False, highlight=False)
 
 
+_METRIC_LABELS = {
+    "fid": "FID", "kid": "KID", "is": "IS", "precision": "precision", "recall": "recall",
+    "density": "density", "coverage": "coverage", "classes_covered": "classes covered",
+    "class_kl": "class KL (nats)", "confidence": "classifier confidence",
+    "cond_acc": "conditional accuracy", "modes": "modes captured",
+    "high_quality": "high quality (%)", "reverse_kl": "reverse KL",
+}
+
+
+def _metric_rows(m: dict) -> list[tuple[str, str]]:
+    rows = []
+    for k, v in m.items():
+        if k in ("fid_std", "kid_std", "is_std", "classes_total",
+                 "modes_total"):
+            continue
+        label = _METRIC_LABELS.get(k, k)
+        if k == "fid" and "fid_std" in m:
+            text = f"{v:.3f} ± {m['fid_std']:.3f} (bootstrap std)"
+        elif k == "kid":
+            text = f"{v:.5f} ± {m.get('kid_std', 0.0):.5f}"
+        elif k == "is":
+            text = f"{v:.3f} ± {m.get('is_std', 0.0):.3f}"
+        elif k == "classes_covered":
+            text = f"{v}/{m.get('classes_total', '?')}"
+        elif k == "modes":
+            text = f"{v:.0f}/{m.get('modes_total', 0):.0f}"
+        elif isinstance(v, float):
+            text = f"{v:.4f}"
+        else:
+            text = str(v)
+        rows.append((label, text))
+    return rows
+
+
+def _print_report(report: dict, title: str) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, show_header=True, header_style="bold")
+    t.add_column("metric")
+    t.add_column("value")
+    for label, text in _metric_rows(report["metrics"]):
+        t.add_row(label, text)
+    out.print(t)
+    out.print(f"features: {report['features']}", markup=False, highlight=False)
+
+
 @app.command(name="eval", context_settings=CONTEXT)
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option("--n", "n", type=int, default=2500, show_default=True, help="samples evaluated")
+@click.argument("run", type=click.Path(path_type=Path), required=False)
+@click.option("--data", help="real data to compare with  [default: the run's training data]")
+@click.option("--metrics", "metrics", default="fid,kid,is,pr,dc,classes", show_default=True,
+              help="comma-separated: fid, kid, is, pr (precision/recall), dc "
+                   "(density/coverage), classes")
+@click.option("--n", "n", type=int, default=10_000, show_default=True,
+              help="generated samples (and real samples at most)")
+@click.option("--features", default="auto", show_default=True,
+              help="inception, digits, a classifier file from `ganforge features train`, or "
+                   "auto (Inception when its weights are found, the digits classifier on "
+                   "digits)")
+@click.option("--inception-weights", type=click.Path(path_type=Path),
+              help="the FID Inception weights file (else $GANFORGE_INCEPTION_WEIGHTS or "
+                   "torch's hub cache)")
+@click.option("--real", "real_dir", help="compare two image sets: the real folder ...")
+@click.option("--fake", "fake_dir", help="... and the generated folder")
+@click.option("--resolution", type=int, help="--real/--fake: load both at this size  "
+              "[default: the first fake image's]")
+@click.option("--checkpoint", help="a checkpoint of the run (e.g. best, step_00001000)  "
+              "[default: latest]")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the samples")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps")
-def evaluate(run: Path, n: int, seed: int, device: str) -> None:
-    """Evaluate a run and write RUN/eval.json (today: mode coverage for 2-D toy data)."""
-    from .generate import load
+def evaluate(run: Path | None, data: str | None, metrics: str, n: int, features: str,
+             inception_weights: Path | None, real_dir: str | None, fake_dir: str | None,
+             resolution: int | None, checkpoint: str | None, seed: int, device: str) -> None:
+    """Score a run (FID, KID, IS, precision/recall, density/coverage, classes; mode coverage
+    for 2-D data) and write RUN/eval.json; or compare two image folders with --real/--fake."""
+    from .metrics.evaluate import evaluate_folders, evaluate_run, finite_json
     from .utils import atomic_write_text
 
-    g = load(run, device=device)
-    source = g.cfg.data.source
-    if not g.is_vector:
-        raise GanforgeError("image metrics (FID, KID, IS, precision/recall) are not built yet: "
-                            "`ganforge eval` covers vector runs on ring8/grid25 today")
-    from .data import load_vectors
-    from .metrics.modes import mode_metrics
+    def say(msg: str) -> None:
+        err.print(msg, markup=False, highlight=False)
 
-    data = load_vectors(source, n=10)
-    if data.modes is None:
-        raise GanforgeError(f"{source} has no known modes: mode metrics need ring8 or grid25")
-    m = mode_metrics(g.sample(n, seed=seed), data.modes, data.mode_std)
-    result = {"run": str(run), "step": g.step, "data": source, "n": n, "seed": seed,
-              "metrics": m}
-    m_json = {k: (v if math.isfinite(v) else None) for k, v in m.items()}  # strict JSON
-    atomic_write_text(Path(run) / "eval.json",
-                      json.dumps({**result, "metrics": m_json}, indent=2) + "\n")
-    out.print(f"{source}, step {g.step}, {n} samples: modes {m['modes']:.0f}/"
-              f"{m['modes_total']:.0f}, high quality {m['high_quality']:.1f}%, reverse KL "
-              f"{m['reverse_kl']:.4f}", markup=False, highlight=False)
+    weights = str(inception_weights) if inception_weights else None
+    if real_dir or fake_dir:
+        if not (real_dir and fake_dir) or run is not None:
+            raise GanforgeError("compare two image sets with both --real DIR and --fake DIR "
+                                "(and no RUN), or evaluate a run with `ganforge eval RUN`")
+        report = evaluate_folders(real_dir, fake_dir, metrics, features, weights, resolution,
+                                  None, seed, device, log=say)
+        _print_report(report, f"{fake_dir} vs {real_dir} ({report['n_fake']} vs "
+                              f"{report['n_real']} images, {report['resolution']}px)")
+        return
+    if run is None:
+        raise GanforgeError("give a run folder (`ganforge eval RUN`) or --real DIR --fake DIR")
+    report = evaluate_run(run, data, metrics, n, features, weights, seed, device, checkpoint,
+                          log=say)
+    report["metrics"] = finite_json(report["metrics"])
+    atomic_write_text(Path(run) / "eval.json", json.dumps(report, indent=2) + "\n")
+    _print_report(report, f"{run} ({report['checkpoint']}, step {report['step']}) vs "
+                          f"{report['data']}, {n} samples")
+    out.print(f"wrote {Path(run) / 'eval.json'}", markup=False, highlight=False)
+
+
+@app.group(context_settings=CONTEXT)
+def features() -> None:
+    """Offline feature networks for the metrics (classifier features)."""
+
+
+@features.command(name="train", context_settings=CONTEXT)
+@click.option("--data", default="digits", show_default=True,
+              help="a labelled image set: a folder with one sub-folder per class, or a "
+                   "built-in dataset")
+@click.option("--out", "out_file", type=click.Path(path_type=Path), required=True,
+              help="the classifier file to write (FILE.safetensors + FILE.json)")
+@click.option("--resolution", type=int, default=32, show_default=True,
+              help="load the images at this size")
+@click.option("--epochs", type=int, default=12, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def features_train(data: str, out_file: Path, resolution: int, epochs: int, seed: int,
+                   device: str) -> None:
+    """Train a small classifier on real labelled images, for `ganforge eval --features FILE`:
+    classifier-feature FID/KID/PR and class histograms, offline."""
+    from .data import load_dataset
+    from .metrics.classifier import save_classifier, train_classifier
+
+    if epochs < 1:
+        raise GanforgeError(f"--epochs {epochs}: train at least 1 epoch")
+    if out_file.suffix != ".safetensors":
+        out_file = out_file.with_name(out_file.name + ".safetensors")
+    ds = load_dataset(data, resolution=resolution,
+                      log=lambda m: err.print(m, markup=False, highlight=False))
+    model, _ = train_classifier(ds, epochs=epochs, batch_size=64, lr=4e-3, seed=seed,
+                                device=device,
+                                log=lambda m: out.print(m, markup=False, highlight=False))
+    save_classifier(model, out_file)
+    acc = model.accuracy
+    out.print(f"wrote {out_file} (+ {out_file.with_suffix('.json').name}): {len(ds)} images, "
+              f"{ds.num_classes} classes"
+              + (f", {100 * acc:.1f}% held-out accuracy" if acc is not None else ""),
+              markup=False, highlight=False)
 
 
 @app.command(context_settings=CONTEXT)

@@ -69,6 +69,8 @@ class TrainConfig:
     ema: float = 0.0  # generator EMA decay used for sampling and evaluation (0 = off)
     diffaug: str = ""  # DiffAugment policy applied to real and fake: color,translation,cutout
     aux_weight: float = 1.0  # AC-GAN: weight of the auxiliary classification loss
+    topk: float = 0.0  # top-k G updates: min fraction of fakes, best by D, in G's loss (0 = off)
+    topk_decay: float = 0.99  # top-k: kept fraction = max(topk, topk_decay ** epoch)
     on_divergence: str = "stop"  # on NaN/inf: stop, or rollback (last good checkpoint, lr / 2)
     health_every: int = 0  # steps between collapse / D-overpowering checks (0 = log_every)
     max_steps: int | None = 500  # stop after this many steps (None = no step limit)
@@ -80,6 +82,10 @@ class TrainConfig:
     sample_every: int = 100  # steps between sample grids (0 = only at the end)
     checkpoint_every: int = 250  # steps between checkpoints (0 = only at the end)
     keep_last: int = 3  # checkpoints kept on disk (oldest deleted first)
+    eval_every: int = 0  # steps between metric evaluations during training (0 = off)
+    eval_metric: str = "fid"  # the metric that picks the kept "best" checkpoint
+    eval_n: int = 2000  # samples per evaluation during training
+    eval_features: str = "auto"  # inception, digits, a classifier file, or auto
 
 
 @dataclass
@@ -393,6 +399,14 @@ def validate(cfg: Config) -> None:
     need(not bad, f"unknown diffaug policy {bad[0]!r}: use any of "
                   f"{','.join(POLICIES)}" if bad else "")
     need(t.aux_weight >= 0, "aux_weight must be >= 0")
+    from .metrics.evaluate import DIRECTION
+
+    need(t.eval_every >= 0, "eval_every must be >= 0 (0 = off)")
+    need(t.eval_metric in DIRECTION, f"eval_metric={t.eval_metric!r}: use one of "
+                                     f"{', '.join(DIRECTION)}")
+    need(t.eval_n >= 50, "eval_n must be >= 50 (samples per evaluation)")
+    need(0 <= t.topk <= 1, "topk must be in [0, 1] (the least fraction of fakes kept; 0 = off)")
+    need(0 < t.topk_decay <= 1, "topk_decay must be in (0, 1]")
     need(t.on_divergence in ("stop", "rollback"),
          f"on_divergence={t.on_divergence!r}: use stop or rollback")
     need(t.health_every >= 0, "health_every must be >= 0")

@@ -128,12 +128,27 @@ class GANRecipe:
         out: dict[str, torch.Tensor] = {}
         if self.aux:
             logits, cls = self.d(self.augment(fake), c, with_aux=True)
-            ce = F.cross_entropy(cls, c)
+            keep = self.top_k(ctx, logits)
+            ce = F.cross_entropy(cls[keep], c[keep])
             out["G_cls"] = ce.detach()
-            out["loss"] = self.loss.g(logits) + self.cfg.train.aux_weight * ce
+            out["loss"] = self.loss.g(logits[keep]) + self.cfg.train.aux_weight * ce
         else:
-            out["loss"] = self.loss.g(self.d(self.augment(fake), c))
+            logits = self.d(self.augment(fake), c)
+            out["loss"] = self.loss.g(logits[self.top_k(ctx, logits)])
         return out
+
+    def top_k(self, ctx: dict, logits: torch.Tensor) -> torch.Tensor | slice:
+        """Top-k G updates (Sinha et al. 2020): G learns only from the fakes D rates most
+        realistic; the kept fraction decays as ``topk_decay ** epoch`` down to ``topk``. With
+        PacGAN packing the unit is a packed group, like D's logits."""
+        t = self.cfg.train
+        if t.topk <= 0:
+            return slice(None)
+        frac = max(t.topk, t.topk_decay ** ctx.get("epoch", 0.0))
+        k = max(1, round(frac * logits.shape[0]))
+        if k >= logits.shape[0]:
+            return slice(None)
+        return logits.detach().topk(k).indices
 
     def r1_step(self, ctx: dict) -> dict[str, torch.Tensor]:
         """Lazy R1: gamma / 2 * E||grad D(x)||^2, every r1_every steps, scaled by r1_every."""

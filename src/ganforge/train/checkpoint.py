@@ -49,11 +49,16 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save_checkpoint(run: Path, step: int, nets: dict[str, nn.Module], state: dict[str, Any],
-                    keep_last: int = 3, meta: dict[str, str] | None = None) -> Path:
-    """Write ``step_XXXXXXXX`` atomically, point ``latest`` at it, keep the last ``keep_last``."""
+                    keep_last: int = 3, meta: dict[str, str] | None = None,
+                    name: str | None = None) -> Path:
+    """Write ``step_XXXXXXXX`` atomically, point ``latest`` at it, keep the last ``keep_last``.
+
+    With ``name`` (e.g. ``best``): write (or atomically replace) that folder instead, leaving
+    ``latest`` and the step checkpoints alone."""
     root = ckpt_dir(run)
     root.mkdir(parents=True, exist_ok=True)
-    name = f"step_{step:08d}"
+    named = name is not None
+    name = name or f"step_{step:08d}"
     final = root / name
     tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -78,6 +83,8 @@ def save_checkpoint(run: Path, step: int, nets: dict[str, nn.Module], state: dic
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if named:
+        return final
     atomic_write_text(root / "latest", name + "\n")
     for old in list_checkpoints(run)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)

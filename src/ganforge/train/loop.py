@@ -119,6 +119,11 @@ class Trainer:
         self.fixed_z = torch.randn(n_fixed, cfg.model.latent_dim, generator=fixed).to(self.device)
         self.fixed_c = ((torch.arange(n_fixed) // 8) % k).to(self.device) if k else None
         self.health = HealthMonitor(self.data, cfg, self.device)
+        self.evaluator = None
+        if t.eval_every:
+            from .evaluator import PeriodicEval
+
+            self.evaluator = PeriodicEval(cfg, self.data, self.device, log=self._note)
         self.step = 0  # G steps
         self.batch_index = 0  # real batches drawn: the data position
         self.images_seen = 0
@@ -178,6 +183,8 @@ class Trainer:
             "rollbacks": self.rollbacks,
             "ema_updates": self.ema_updates,
             "last": dict(self.last),
+            "best_eval": dict(self.evaluator.best) if self.evaluator and self.evaluator.best
+            else None,
             "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
             "rng": rng,
         }
@@ -206,6 +213,8 @@ class Trainer:
             self.rollbacks = int(st.get("rollbacks", 0))
             self.ema_updates = int(st.get("ema_updates", 0))
             self.last = dict(st.get("last", {}))
+            if self.evaluator is not None and st.get("best_eval"):
+                self.evaluator.best = dict(st["best_eval"])
         except (KeyError, ValueError, RuntimeError) as e:
             raise GanforgeError(f"{path}/state.pt does not fit this run ({e}); it was written "
                                 "by another model or version") from None
@@ -301,8 +310,8 @@ class Trainer:
                     stopped_by = "max_time"
                     break
                 epoch_before = self.batch_index // spe
-                ctx = {"step": self.step, "sample_z": self.sample_z, "noise": self.noise,
-                       "device": self.device}
+                ctx = {"step": self.step, "epoch": self.batch_index / spe,
+                       "sample_z": self.sample_z, "noise": self.noise, "device": self.device}
                 if self.cfg.train.lr_decay != "none":
                     self._set_lr()
                 out = self._one_step(ctx)
@@ -334,12 +343,18 @@ class Trainer:
                     _, grid = self.write_samples(f"step_{self.step:08d}")
                     if grid is not None:
                         logger.image("samples", grid, self.step)
+                if self.evaluator is not None and self.step % t.eval_every == 0:
+                    self.run_eval(logger)
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0:
                     if window.count and not self._finite(window.mean()):
                         if self._diverged(window.mean(), logger):
                             window, epoch_sums = Meter(), Meter()
                             continue
                     self.save()
+            # the end of the run is always scored (the "best" checkpoint may be the last)
+            if (self.evaluator is not None and self.step % t.eval_every and stopped_by !=
+                    "interrupt" and (not window.count or self._finite(window.mean()))):
+                self.run_eval(logger)
         except KeyboardInterrupt:  # a second Ctrl-C: stop mid-step, still save what we have
             stopped_by = "interrupt"
         finally:
@@ -359,6 +374,29 @@ class Trainer:
                   f"{format_duration(elapsed)}, stopped by {stopped_by}; samples {final}; "
                   f"checkpoint {ck.latest_checkpoint(self.run)}")
         return TrainResult(self.run, self.step, self.images_seen, self.last, stopped_by, elapsed)
+
+    def run_eval(self, logger: RunLogger) -> dict[str, float]:
+        """Score the sampling generator, log the metrics, keep ``checkpoints/best``."""
+        ev = self.evaluator
+        t0 = time.perf_counter()
+        m = ev(self.G_eval)
+        value = m[ev.metric]
+        if math.isfinite(value) and ev.improved(value):
+            ev.best = {"metric": ev.metric, "value": float(value), "step": self.step}
+            meta = {"arch": self.cfg.model.arch, "step": str(self.step),
+                    "best": f"{ev.metric}={value:.6g}"}
+            ck.save_checkpoint(self.run, self.step, self.nets, self._state(), meta=meta,
+                               name="best")
+        logger.log(self.step, self.images_seen / 1000, {f"eval/{k}": float(v)
+                                                       for k, v in m.items()})
+        best = ev.best
+        logger.line(f"eval step {self.step}: " + "  ".join(
+            f"{k} {v:.4g}" for k, v in m.items() if k in ("fid", "kid", "precision", "recall",
+                                                         "modes", "high_quality", "cond_acc",
+                                                         "class_kl", "coverage"))
+            + (f"  (best {best['metric']} {best['value']:.4g} at step {best['step']})"
+               if best else "") + f"  [{time.perf_counter() - t0:.1f}s]", throttle=0.0)
+        return m
 
     def _defer_sigint(self):
         """First Ctrl-C: finish the current step, checkpoint, stop (so resume stays exact)."""
