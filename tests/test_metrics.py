@@ -334,3 +334,16 @@ def test_eval_vector_run(tmp_path):
     m = json.loads((r / "eval.json").read_text())["metrics"]
     for k in ("modes", "high_quality", "reverse_kl", "precision", "recall", "coverage"):
         assert k in m
+
+
+def test_best_eval_survives_resume(tmp_path, tiny):
+    from ganforge.train import checkpoint as ck
+
+    r = tmp_path / "run"
+    assert main(["train", "--max-steps", "2", "--out", str(r), "-q", "eval_every=2",
+                 "eval_n=60", *tiny]) == 0
+    first = ck.load_state(r / "checkpoints" / "best")["best_eval"]
+    assert main(["train", "--resume", str(r), "--max-steps", "4", "-q"]) == 0
+    st = ck.load_state(ck.latest_checkpoint(r))
+    assert st["best_eval"]["value"] <= first["value"]  # FID: the best can only go down
+    assert st["best_eval"]["step"] in (2, 4)

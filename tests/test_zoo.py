@@ -190,3 +190,26 @@ def test_linear_lr_decay_reaches_zero_at_max_steps(tmp_path):
     assert lrs == pytest.approx([2e-4, 2e-4, 2e-4, 1e-4])
     with pytest.raises(GanforgeError, match="set max_steps"):
         build_config("dcgan", ["lr_decay=linear", "max_time=1m"])
+
+
+def test_top_k_keeps_the_fakes_d_rates_best():
+    from ganforge.recipes.gan import GANRecipe
+
+    cfg = build_config("dcgan", {"topk": 0.5, "topk_decay": 0.5})
+    recipe = GANRecipe(cfg, torch.nn.Identity(), torch.nn.Identity())
+    logits = torch.tensor([0.1, 3.0, -2.0, 1.0, 0.5, -1.0, 2.0, 0.0])
+    assert recipe.top_k({"epoch": 0.0}, logits) == slice(None)  # fraction 1 at the start
+    keep = recipe.top_k({"epoch": 5.0}, logits)  # 0.5**5 < 0.5: the floor, 4 of 8
+    assert sorted(keep.tolist()) == [1, 3, 4, 6]
+    off = GANRecipe(build_config("dcgan"), torch.nn.Identity(), torch.nn.Identity())
+    assert off.top_k({"epoch": 9.0}, logits) == slice(None)
+    with pytest.raises(GanforgeError, match="topk"):
+        build_config("dcgan", {"topk": 1.5})
+
+
+def test_top_k_trains(tmp_path):
+    cfg = build_config("toy", {"max_steps": 6, "topk": 0.5, "topk_decay": 0.1,
+                               "batch_size": 32, "hidden": 16, "log_every": 3,
+                               "sample_every": 0, "checkpoint_every": 0})
+    res = Trainer(cfg, tmp_path / "run", quiet=True, tensorboard=False).train()
+    assert res.step == 6 and all(map(lambda v: v == v, res.last.values()))
