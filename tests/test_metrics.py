@@ -347,3 +347,26 @@ def test_best_eval_survives_resume(tmp_path, tiny):
     st = ck.load_state(ck.latest_checkpoint(r))
     assert st["best_eval"]["value"] <= first["value"]  # FID: the best can only go down
     assert st["best_eval"]["step"] in (2, 4)
+
+
+def test_inception_features_wiring_with_stand_in_weights(tmp_path, monkeypatch):
+    """The real weights are not reachable offline: random weights of the same network check
+    our side (file lookup, gray -> RGB, uint8 in, 2048-d features and 1008-way
+    probabilities out)."""
+    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+
+    monkeypatch.setattr(tfi, "load_state_dict_from_url", lambda *a, **k: None)
+    monkeypatch.setattr(torch.nn.Module, "load_state_dict", lambda self, sd, *a, **k: None)
+    net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"])
+    monkeypatch.undo()
+    path = tmp_path / "stand-in.pth"
+    torch.save(net.state_dict(), path)
+    with pytest.raises(GanforgeError, match="is not the FID Inception weights"):
+        feats.InceptionFeatures(path)
+    monkeypatch.setenv(feats.SKIP_HASH_ENV, "1")
+    space = feats.InceptionFeatures(path)
+    images = torch.randint(0, 255, (3, 1, 32, 32), dtype=torch.uint8)
+    f, p = space(images)
+    assert f.shape == (3, 2048) and p.shape == (3, 1008)
+    assert torch.allclose(p.sum(1), torch.ones(3), atol=1e-5)
+    assert "Inception" in space.name

@@ -144,7 +144,7 @@ def sample(run: Path, n: int, out_dir: Path | None, grid: Path | None, seed: int
         raise GanforgeError("--n must be >= 1")
     if by_class and cls is not None:
         raise GanforgeError("--by-class writes every class: drop --class")
-    g = load(run, device=device)
+    g = _sampler(load(run, device=device))
     out_dir = out_dir or Path(run) / "generated"
     if g.is_vector:
         if by_class:
@@ -245,7 +245,7 @@ def interpolate(run: Path, out_file: Path, points: int, frames: int, rows: int, 
         raise GanforgeError(f"--out {out_file}: interpolate writes a .gif file")
     if fps < 1 or scale < 1:
         raise GanforgeError("--fps and --scale must be >= 1")
-    g = load(run, device=device)
+    g = _sampler(load(run, device=device))
     imgs = g.interpolate(points=points, frames=frames, rows=rows, seed=seed)
     if scale > 1:
         imgs = [im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in imgs]
@@ -306,6 +306,10 @@ _METRIC_LABELS = {
     "class_kl": "class KL (nats)", "confidence": "classifier confidence",
     "cond_acc": "conditional accuracy", "modes": "modes captured",
     "high_quality": "high quality (%)", "reverse_kl": "reverse KL",
+    "l1": "L1 (on [0, 1])", "psnr": "PSNR (dB)", "ssim": "SSIM", "cycle": "cycle error (L1)",
+    "l1_copy_input": "L1 of the input itself", "psnr_copy_input": "PSNR of the input itself",
+    "ssim_copy_input": "SSIM of the input itself", "l1_bicubic": "L1 of bicubic",
+    "psnr_bicubic": "PSNR of bicubic", "ssim_bicubic": "SSIM of bicubic",
 }
 
 
@@ -439,6 +443,126 @@ def features_train(data: str, out_file: Path, resolution: int, epochs: int, seed
               f"{ds.num_classes} classes"
               + (f", {100 * acc:.1f}% held-out accuracy" if acc is not None else ""),
               markup=False, highlight=False)
+
+
+def _sampler(g):
+    from .generate import Translator
+
+    if isinstance(g, Translator):
+        raise GanforgeError(f"this is a {g.kind} run: it translates images instead of "
+                            f"sampling from noise; use `ganforge "
+                            f"{'upscale' if g.kind == 'srgan' else 'translate'} RUN --input ...`")
+    return g
+
+
+def _image_files(path: Path) -> list[Path]:
+    from .data.images import is_image_name
+
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise GanforgeError(f"--input {path} does not exist: give an image file or a folder")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p.name)
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise GanforgeError(f"no images in {path}: give an image file or a folder of images")
+    return files
+
+
+def _convert_each(t, files: list[Path], root: Path, out_dir: Path, channels: int, fn) -> None:
+    """Read each file (any Pillow mode, converted to ``channels``), run ``fn`` on it, and write
+    the result as PNG under ``out_dir`` at the same relative path; unreadable files are
+    skipped and named in one line at the end."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+
+    from .data.images import describe_error, to_8bit
+    from .utils import save_png
+
+    failed = []
+    done = 0
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                img.load()
+                img = to_8bit(ImageOps.exif_transpose(img), channels)
+            arr = np.array(img, dtype=np.uint8)  # a writable copy
+        except Exception as e:  # unreadable / corrupt: skip, count, name
+            failed.append(f"{f.name} ({describe_error(e)})")
+            continue
+        x = torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
+        y = fn(x[None].float() / 127.5 - 1)[0]
+        rel = f.relative_to(root) if root.is_dir() else Path(f.name)
+        dest = (out_dir / rel).with_suffix(".png")
+        save_png(((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8), dest)
+        done += 1
+    out.print(f"wrote {done} image(s) to {out_dir}", markup=False, highlight=False)
+    if failed:
+        err.print(f"skipped {len(failed)} unreadable file(s): " + ", ".join(failed[:5])
+                  + (" ..." if len(failed) > 5 else ""), markup=False, highlight=False)
+    if not done:
+        raise GanforgeError(f"no image could be read from {root}")
+
+
+@app.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--input", "input_path", type=click.Path(path_type=Path), required=True,
+              help="an image file or a folder of images (any size)")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="output folder (same relative paths, PNG)")
+@click.option("--direction", default="AtoB", show_default=True,
+              help="CycleGAN runs: AtoB (G) or BtoA (F)")
+@click.option("--resize", is_flag=True, help="run at the training resolution and resize the "
+              "output back (default: the image's own size, padded to what the net needs)")
+@click.option("--checkpoint", help="a checkpoint of the run (e.g. best)  [default: latest]")
+@click.option("--device", default="auto", show_default=True)
+def translate(run: Path, input_path: Path, out_dir: Path, direction: str, resize: bool,
+              checkpoint: str | None, device: str) -> None:
+    """Translate images with a Pix2Pix or CycleGAN run (both directions for CycleGAN)."""
+    import torch.nn.functional as F
+
+    from .generate import load_translator
+
+    t = load_translator(run, device, checkpoint)
+    if t.kind == "srgan":
+        raise GanforgeError("this is a super-resolution run: use `ganforge upscale`")
+    cin, _ = t.channels_for(direction)
+    r = t.cfg.model.resolution
+
+    def fn(x):
+        if not resize:
+            return t.translate(x, direction)
+        h, w = x.shape[-2:]
+        y = t.translate(F.interpolate(x, size=(r, r), mode="bicubic", align_corners=False,
+                                      antialias=True).clamp(-1, 1), direction)
+        return F.interpolate(y, size=(h, w), mode="bicubic", align_corners=False)
+
+    _convert_each(t, _image_files(input_path), input_path, out_dir, cin, fn)
+
+
+@app.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--input", "input_path", type=click.Path(path_type=Path), required=True,
+              help="an image file or a folder of images (any size)")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="output folder (same relative paths, PNG)")
+@click.option("--tile", type=int, default=128, show_default=True,
+              help="process big images in tiles of this many input pixels (0 = whole image)")
+@click.option("--checkpoint", help="a checkpoint of the run (e.g. best)  [default: latest]")
+@click.option("--device", default="auto", show_default=True)
+def upscale(run: Path, input_path: Path, out_dir: Path, tile: int, checkpoint: str | None,
+            device: str) -> None:
+    """Super-resolve images with an SRGAN run (x2/x4/x8, as trained), any size, tiled."""
+    from .generate import load_translator
+
+    if tile < 0 or 0 < tile < 16:
+        raise GanforgeError(f"--tile {tile}: use 0 (whole image) or at least 16 pixels")
+    t = load_translator(run, device, checkpoint)
+    if t.kind != "srgan":
+        raise GanforgeError(f"this is a {t.kind} run: use `ganforge translate`")
+    _convert_each(t, _image_files(input_path), input_path, out_dir, t.in_channels,
+                  lambda x: t.upscale(x, tile))
 
 
 @app.command(context_settings=CONTEXT)

@@ -25,11 +25,17 @@ class DataConfig:
     source: str = "digits"  # --data SPEC: a folder, a .zip, digits, mnist, cifar10, ...
     resolution: int = 32  # image side in pixels after resize + centre crop (32, 64 or 128)
     channels: int | None = None  # 1 or 3; None = take it from the data
+    # image-to-image data (pix2pix, cyclegan, srgan presets); none = noise-to-image GANs;
+    # aligned, folders, unpaired, edges2image, gray2color, lowres2highres or invert
+    task: str = "none"  # image-to-image pairs: how they are made (see ganforge.data.pairs)
+    direction: str = "AtoB"  # translate A to B (AtoB) or B to A (BtoA)
+    scale: int = 4  # super-resolution factor of lowres2highres (2, 4 or 8)
+    test_fraction: float = 0.1  # held-out share of derived pairs (folders with test/ use it)
 
 
 @dataclass
 class ModelConfig:
-    arch: str = "dcgan"  # network family, a key of ganforge.nets.NETS
+    arch: str = "dcgan"  # network family, a key of ganforge.nets.NETS (img2img: the recipe)
     latent_dim: int = 100  # size of the noise vector z
     g_channel_base: int = 2048  # G width at resolution r is min(g_channel_max, base // r)
     g_channel_max: int = 512  # widest G layer
@@ -43,10 +49,18 @@ class ModelConfig:
     pack: int = 1  # PacGAN: D judges this many samples at once (1 = off; Lin et al. 2018)
     hidden: int = 256  # MLP nets: width of the hidden layers
     layers: int = 3  # MLP nets: hidden layers in G and in D
+    g_base: int = 64  # image-to-image G width (U-Net / ResNet G / SRResNet features)
+    d_base: int = 64  # image-to-image D width (PatchGAN / SRGAN D)
+    n_blocks: int = 9  # residual blocks of the CycleGAN ResNet G (6 or 9) or of SRResNet (16)
+    unet_depth: int = 0  # U-Net downsamplings (0 = log2(resolution): down to 1x1)
+    dropout: float = 0.5  # U-Net decoder dropout, pix2pix's noise source (0 = off)
+    d_layers: int = 3  # PatchGAN stride-2 layers (3 = the 70x70 PatchGAN)
+    norm: str = "batch"  # image-to-image nets: batch or instance normalisation
     # filled in from the data when a run starts; kept so a run rebuilds without its data
     num_classes: int = 0  # classes seen by conditional nets (0 = unconditional)
     resolution: int = 0  # image side the nets are built for (0 for vector data)
     channels: int = 0  # image channels the nets are built for, or the vector size
+    in_channels: int = 0  # image-to-image: channels of the source images
 
 
 @dataclass
@@ -82,6 +96,14 @@ class TrainConfig:
     sample_every: int = 100  # steps between sample grids (0 = only at the end)
     checkpoint_every: int = 250  # steps between checkpoints (0 = only at the end)
     keep_last: int = 3  # checkpoints kept on disk (oldest deleted first)
+    l1_weight: float = 100.0  # pix2pix: weight of the L1 loss to the target (lambda)
+    cycle_weight: float = 10.0  # cyclegan: cycle-consistency weight (lambda)
+    identity_weight: float = 0.5  # cyclegan: identity loss weight, times cycle_weight
+    pool_size: int = 50  # cyclegan: history of generated images shown to D (0 = off)
+    adv_weight: float = 1e-3  # srgan: adversarial weight beside the content loss
+    content: str = "vgg"  # srgan content loss: vgg (VGG19 features, needs weights) or pixel
+    warmup_steps: int = 0  # srgan: SRResNet steps (pixel MSE only) before the GAN phase
+    crop: int = 0  # srgan: random high-resolution crop side per sample (0 = whole image)
     eval_every: int = 0  # steps between metric evaluations during training (0 = off)
     eval_metric: str = "fid"  # the metric that picks the kept "best" checkpoint
     eval_n: int = 2000  # samples per evaluation during training
@@ -204,6 +226,29 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
          "lr_decay_start": 0.5, "max_steps": 16000, "sample_every": 2000,
          "checkpoint_every": 4000, "log_every": 200},
     ),
+    "pix2pix": (
+        "Pix2Pix (Isola et al. 2017): U-Net G, 70x70 PatchGAN D on (input, output) pairs, "
+        "cGAN + 100 L1; default data: digits edges -> digits",
+        {"recipe": "pix2pix", "arch": "pix2pix", "task": "edges2image", "batch_size": 16,
+         "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "g_base": 32, "d_base": 32,
+         "eval_metric": "l1", "sample_every": 100},
+    ),
+    "cyclegan": (
+        "CycleGAN (Zhu et al. 2017): ResNet generators, PatchGAN Ds, LSGAN loss, cycle 10, "
+        "identity 0.5, pool of 50; default data: digits <-> inverted digits",
+        {"recipe": "cyclegan", "arch": "cyclegan", "task": "invert", "loss": "lsgan",
+         "norm": "instance", "n_blocks": 6, "g_base": 16, "d_base": 16, "batch_size": 8,
+         "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "lr_decay": "linear",
+         "lr_decay_start": 0.5, "eval_metric": "cycle", "sample_every": 100},
+    ),
+    "srgan": (
+        "SRGAN (Ledig et al. 2017): SRResNet G (x4), SRGAN D, VGG content loss (pixel when "
+        "the weights are missing), adversarial 1e-3, SRResNet warm-up; default: digits 8->32",
+        {"recipe": "srgan", "arch": "srgan", "task": "lowres2highres", "scale": 4,
+         "n_blocks": 16, "g_base": 64, "d_base": 32, "batch_size": 16, "lr_g": 1e-4,
+         "lr_d": 1e-4, "beta1": 0.9, "warmup_steps": 250, "eval_metric": "psnr",
+         "sample_every": 100},
+    ),
 }
 
 
@@ -218,7 +263,7 @@ def preset_names() -> list[str]:
 STOP_KEYS = {"train.max_steps", "train.epochs", "train.max_time"}
 
 # filled in from the data at run start; readable in config.json, not settable by users
-DERIVED = {"model.resolution", "model.channels", "model.num_classes"}
+DERIVED = {"model.resolution", "model.channels", "model.num_classes", "model.in_channels"}
 
 
 def _all_keys(cfg: Config) -> list[str]:
@@ -360,6 +405,11 @@ def parse_duration(text: str) -> float:
     return h * 3600 + mnt * 60 + s
 
 
+# how image-to-image pairs are made (ganforge.data.pairs.TASKS)
+IMG2IMG_TASKS = ("aligned", "folders", "unpaired", "edges2image", "gray2color",
+                 "lowres2highres", "invert")
+
+
 def validate(cfg: Config) -> None:
     from .losses import LOSSES
     from .nets import NETS
@@ -371,8 +421,31 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise GanforgeError(msg)
 
-    need(d.resolution in (32, 64, 128),
-         f"resolution={d.resolution} is not supported: use 32, 64 or 128")
+    img2img = d.task != "none"
+    if img2img:
+        need(d.resolution in (16, 32, 64, 128, 256, 512),
+             f"resolution={d.resolution} is not supported: use a power of two, 16 to 512")
+    else:
+        need(d.resolution in (32, 64, 128),
+             f"resolution={d.resolution} is not supported: use 32, 64 or 128")
+    need(d.task == "none" or d.task in IMG2IMG_TASKS,
+         f"task={d.task!r}: use none or one of {', '.join(IMG2IMG_TASKS)}")
+    need(d.direction in ("AtoB", "BtoA"), f"direction={d.direction!r}: use AtoB or BtoA")
+    need(d.scale in (2, 4, 8), f"scale={d.scale}: use 2, 4 or 8")
+    need(0 <= d.test_fraction < 1, "test_fraction must be in [0, 1)")
+    need(m.norm in ("batch", "instance"), f"norm={m.norm!r}: use batch or instance")
+    need(0 <= m.dropout < 1, "dropout must be in [0, 1)")
+    need(m.g_base >= 1 and m.d_base >= 1 and m.n_blocks >= 0 and m.d_layers >= 1,
+         "g_base, d_base, d_layers must be >= 1 and n_blocks >= 0")
+    need(t.content in ("vgg", "pixel"), f"content={t.content!r}: use vgg or pixel")
+    need(min(t.l1_weight, t.cycle_weight, t.identity_weight, t.adv_weight) >= 0,
+         "loss weights must be >= 0")
+    need(t.pool_size >= 0 and t.warmup_steps >= 0 and t.crop >= 0,
+         "pool_size, warmup_steps and crop must be >= 0")
+    recipe_img2img = getattr(RECIPES.get(t.recipe), "img2img", False)
+    need(recipe_img2img == img2img,
+         f"recipe={t.recipe} needs {'image pairs: set task=...' if recipe_img2img else 'task=none'}"
+         f" (use --preset pix2pix, cyclegan or srgan for image-to-image)")
     need(m.g_cond in ("none", "concat", "cbn"), f"g_cond={m.g_cond!r}: use none, concat or cbn")
     need(m.d_cond in ("none", "concat", "aux", "projection"),
          f"d_cond={m.d_cond!r}: use none, concat, aux or projection")
@@ -404,14 +477,15 @@ def validate(cfg: Config) -> None:
     need(t.eval_every >= 0, "eval_every must be >= 0 (0 = off)")
     need(t.eval_metric in DIRECTION, f"eval_metric={t.eval_metric!r}: use one of "
                                      f"{', '.join(DIRECTION)}")
-    need(t.eval_n >= 50, "eval_n must be >= 50 (samples per evaluation)")
+    need(t.eval_n >= 8, "eval_n must be >= 8 (samples per evaluation)")
     need(0 <= t.topk <= 1, "topk must be in [0, 1] (the least fraction of fakes kept; 0 = off)")
     need(0 < t.topk_decay <= 1, "topk_decay must be in (0, 1]")
     need(t.on_divergence in ("stop", "rollback"),
          f"on_divergence={t.on_divergence!r}: use stop or rollback")
     need(t.health_every >= 0, "health_every must be >= 0")
     need(d.channels in (None, 1, 3), f"channels={d.channels} is not supported: use 1 or 3")
-    need(m.arch in NETS, f"unknown arch '{m.arch}': use one of {', '.join(sorted(NETS))}")
+    need(m.arch in NETS or (img2img and m.arch == t.recipe),
+         f"unknown arch '{m.arch}': use one of {', '.join(sorted(NETS))}")
     need(t.recipe in RECIPES,
          f"unknown recipe '{t.recipe}': use one of {', '.join(sorted(RECIPES))}")
     need(t.loss in LOSSES, f"unknown loss '{t.loss}': use one of {', '.join(sorted(LOSSES))}")

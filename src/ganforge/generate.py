@@ -132,12 +132,16 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def load(run: str | Path, device: str = "auto", checkpoint: str | Path | None = None
-         ) -> TrainedGAN:
-    """Load a run's generator for sampling. ``checkpoint`` picks a ``step_*`` folder."""
+         ) -> TrainedGAN | Translator:
+    """Load a run for use: a :class:`TrainedGAN` (sampling) for noise-to-image runs, a
+    :class:`Translator` for image-to-image ones. ``checkpoint`` picks a ``step_*`` folder
+    (or ``best``)."""
     run = Path(run)
     cfg = Config.load(run / "config.json") if run.is_dir() else None
     if cfg is None:
         raise GanforgeError(f"run folder {run} does not exist: pass the --out folder of a run")
+    if cfg.data.task != "none":
+        return load_translator(run, device, checkpoint)
     path = Path(checkpoint) if checkpoint else ck.find_checkpoint(run)
     if not path.is_absolute() and not path.exists():
         path = ck.ckpt_dir(run) / path
@@ -154,3 +158,118 @@ def load(run: str | Path, device: str = "auto", checkpoint: str | Path | None = 
         except (ValueError, OSError):
             names = None
     return TrainedGAN(cfg, G.to(dev), dev, step, path, names)
+
+
+# --- image-to-image runs ------------------------------------------------------------------
+
+
+class Translator:
+    """A trained image-to-image run (Pix2Pix, CycleGAN, SRGAN) rebuilt from its run folder.
+
+    ``translate(x)`` maps float images [N, C_in, H, W] in [-1, 1] to outputs of any size the
+    net accepts: inputs are reflect-padded to the net's size multiple and the output cropped
+    back, so images of any size work. ``upscale(x, tile)`` is the super-resolution form, tiled
+    with overlap for big images."""
+
+    def __init__(self, cfg: Config, recipe, device: torch.device, step: int, checkpoint: Path):
+        self.cfg = cfg
+        self.recipe = recipe
+        self.device = device
+        self.step = step
+        self.checkpoint = checkpoint
+        self.kind = cfg.train.recipe  # pix2pix, cyclegan or srgan
+        for net in recipe.nets().values():
+            net.eval()
+
+    @property
+    def in_channels(self) -> int:
+        return self.cfg.model.in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.cfg.model.channels
+
+    def _net(self, direction: str):
+        if self.kind == "cyclegan":
+            if direction not in ("AtoB", "BtoA"):
+                raise GanforgeError(f"--direction {direction!r}: use AtoB or BtoA")
+            return self.recipe.G if direction == "AtoB" else self.recipe.F
+        if direction != "AtoB":
+            raise GanforgeError(f"a {self.kind} run translates one way only: drop --direction "
+                                f"(CycleGAN runs translate both ways)")
+        return self.recipe.G
+
+    def channels_for(self, direction: str = "AtoB") -> tuple[int, int]:
+        """(input channels, output channels) of a direction."""
+        i, o = self.in_channels, self.out_channels
+        return (o, i) if direction == "BtoA" else (i, o)
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+        net = self._net(direction)
+        m = getattr(net, "size_multiple", 1)
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % m, (-w) % m
+        x = x.to(self.device).float()
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
+        y = net(x).float()
+        s = y.shape[-1] // x.shape[-1]  # 1, or the SR scale
+        return y[..., :h * s, :w * s].clamp(-1, 1).cpu()
+
+    @torch.no_grad()
+    def upscale(self, x: torch.Tensor, tile: int = 0, overlap: int = 8) -> torch.Tensor:
+        """Super-resolve [N, C, h, w] -> [N, C, h*s, w*s]; with ``tile`` > 0, in tiles of that
+        many input pixels overlapping by ``overlap`` (each output pixel comes from the tile
+        where it lies farthest from an edge)."""
+        if self.kind != "srgan":
+            raise GanforgeError(f"upscale needs a super-resolution run (srgan); this one is "
+                                f"{self.kind}: use `ganforge translate`")
+        h, w = x.shape[-2:]
+        if not tile or (h <= tile and w <= tile):
+            return self.translate(x)
+        s = self.cfg.data.scale
+        step = max(1, tile - 2 * overlap)
+        out = torch.zeros(x.shape[0], self.out_channels, h * s, w * s)
+        for y0 in range(0, h, step):
+            for x0 in range(0, w, step):
+                ya, xa = max(0, y0 - overlap), max(0, x0 - overlap)
+                yb, xb = min(h, y0 + step + overlap), min(w, x0 + step + overlap)
+                part = self.translate(x[..., ya:yb, xa:xb])
+                y1, x1 = min(h, y0 + step), min(w, x0 + step)
+                out[..., y0 * s:y1 * s, x0 * s:x1 * s] = part[
+                    ..., (y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
+        return out
+
+
+def load_translator(run: str | Path, device: str = "auto",
+                    checkpoint: str | Path | None = None) -> Translator:
+    from .recipes import RECIPES
+
+    run = Path(run)
+    cfg = Config.load(run / "config.json") if run.is_dir() else None
+    if cfg is None:
+        raise GanforgeError(f"run folder {run} does not exist: pass the --out folder of a run")
+    if cfg.data.task == "none":
+        raise GanforgeError(f"{run} is a {cfg.preset} run that generates from noise: use "
+                            f"`ganforge sample` (translate/upscale need a pix2pix, cyclegan or "
+                            f"srgan run)")
+    path = Path(checkpoint) if checkpoint else ck.find_checkpoint(run)
+    if not path.is_absolute() and not path.exists():
+        path = ck.ckpt_dir(run) / path
+    if not ck.is_complete(path):
+        raise GanforgeError(f"{path} is not a complete checkpoint of {run}")
+    dev = pick_device(device)
+    import copy
+
+    build_cfg = copy.deepcopy(cfg)
+    build_cfg.train.content = "pixel"  # the VGG of the content loss is not needed to run G
+    recipe = RECIPES[cfg.train.recipe](build_cfg)
+    for name, net in recipe.nets().items():
+        if name.startswith("D"):
+            continue  # discriminators are not needed to translate
+        ck.load_net(net, path, name)
+        net.to(dev)
+    step = int(ck.load_state(path).get("step", 0))
+    return Translator(cfg, recipe, dev, step, path)

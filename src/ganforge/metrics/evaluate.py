@@ -35,7 +35,8 @@ DEFAULT_METRICS = ("fid", "kid", "is", "pr", "dc", "classes")
 # metric -> True when higher is better (what eval_metric may pick the best checkpoint by)
 DIRECTION = {"fid": False, "kid": False, "class_kl": False, "reverse_kl": False,
              "is": True, "precision": True, "recall": True, "density": True, "coverage": True,
-             "classes_covered": True, "cond_acc": True, "modes": True, "high_quality": True}
+             "classes_covered": True, "cond_acc": True, "modes": True, "high_quality": True,
+             "l1": False, "psnr": True, "ssim": True, "cycle": False}
 BOOTSTRAP_MAX_DIM = 512  # bootstrap the FID only where a covariance + eigh is cheap
 BOOTSTRAP_ROUNDS = 50
 
@@ -206,6 +207,21 @@ def evaluate_run(run: str | Path, data: str | None = None, metrics: tuple[str, .
     if n < 10:
         raise GanforgeError(f"--n {n}: evaluate at least 10 samples (10,000 is standard)")
     g = load(run, device=device, checkpoint=checkpoint)
+    if hasattr(g, "translate"):  # an image-to-image run: held-out paired metrics
+        from ..train.batches import load_data
+        from ..train.evaluator import heldout_metrics
+
+        cfg = g.cfg
+        if data:
+            cfg.data.source = data
+        t0 = time.perf_counter()
+        pairs = load_data(cfg, log=None)
+        m = heldout_metrics(g.recipe, pairs, g.device, n, baseline=True)
+        held = len(pairs.test_a if hasattr(pairs, "a") else pairs.test_source)
+        return {"run": str(run), "checkpoint": g.checkpoint.name, "step": g.step,
+                "data": cfg.data.source, "task": cfg.data.task, "n": n,
+                "heldout": held, "features": "pixels (paired metrics on held-out examples)",
+                "metrics": m, "seconds": round(time.perf_counter() - t0, 1)}
     source = data or g.cfg.data.source
     report: dict = {"run": str(run), "checkpoint": g.checkpoint.name, "step": g.step,
                     "data": source, "n": n, "seed": seed}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .gan import GANRecipe
+from .img2img import CycleGANRecipe, Pix2PixRecipe, SRGANRecipe
 
 Scalars = dict[str, torch.Tensor]
 
@@ -26,8 +27,12 @@ class Phase:
     repeat: int = 1  # times in a row per step (n_critic for the D phase)
     fresh_batch: bool = False  # fetch a new batch of real data before each repeat
     after: Callable[[], None] | None = None  # run after each optimiser step (weight clipping)
+    when: Callable[[int], bool] | None = None  # run only on steps where when(step) is true
 
 
 RECIPES: dict[str, type] = {
     "gan": GANRecipe,
+    "pix2pix": Pix2PixRecipe,
+    "cyclegan": CycleGANRecipe,
+    "srgan": SRGANRecipe,
 }

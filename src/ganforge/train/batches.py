@@ -17,6 +17,12 @@ def load_data(cfg: Config, log=print):
     from ..data import is_vector_spec, load_dataset, load_vectors
 
     d = cfg.data
+    if d.task != "none":
+        from ..data.pairs import load_pairs
+
+        return load_pairs(d.source, d.task, resolution=d.resolution, channels=d.channels,
+                          direction=d.direction, scale=d.scale, test_fraction=d.test_fraction,
+                          seed=cfg.train.seed, log=log)
     if is_vector_spec(d.source):
         return load_vectors(d.source, seed=cfg.train.seed)
     return load_dataset(d.source, resolution=d.resolution, channels=d.channels, log=log)
@@ -63,3 +69,89 @@ class Batches:
         if self.labels is not None:
             batch["label"] = self.labels[idx.to(self.labels.device)].to(self.device)
         return batch
+
+
+# --- image-to-image -----------------------------------------------------------------------
+
+
+def is_pairs(data) -> bool:
+    """Image-to-image data: aligned pairs (``source``/``target``) or two domains (``a``/``b``)."""
+    return hasattr(data, "source") and hasattr(data, "target") or (
+        hasattr(data, "a") and hasattr(data, "b"))
+
+
+def _unpaired(data) -> bool:
+    return hasattr(data, "a") and hasattr(data, "b")
+
+
+def pair_shapes(data) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((resolution, channels) of the sources, (resolution, channels) of the targets)."""
+    s, t = (data.a, data.b) if _unpaired(data) else (data.source, data.target)
+    return (int(s.shape[-1]), int(s.shape[1])), (int(t.shape[-1]), int(t.shape[1]))
+
+
+def pair_count(data) -> int:
+    return max(len(data.a), len(data.b)) if _unpaired(data) else len(data.source)
+
+
+def _float(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return x.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
+
+
+class PairBatches:
+    """Batch number ``i`` of an image-to-image run: ``{"source", "target"}`` for aligned
+    pairs, ``{"a", "b"}`` for two unaligned domains (each domain walks through its own
+    seeded permutations, so the smaller one simply wraps around more often). Deterministic in
+    (seed, index), like :class:`Batches`."""
+
+    def __init__(self, data, batch_size: int, seed: int, device: torch.device):
+        self.data = data
+        self.unpaired = _unpaired(data)
+        self.n = pair_count(data)
+        self.batch_size = min(batch_size, self.n)
+        self.steps_per_epoch = max(1, self.n // self.batch_size)
+        self.seed = seed
+        self.device = device
+        self._perms: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _perm(self, which: int, size: int, epoch: int) -> torch.Tensor:
+        key = (which, epoch)
+        if key not in self._perms:
+            if len(self._perms) > 8:
+                self._perms.clear()
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 7 + which)
+            self._perms[key] = torch.randperm(size, generator=g)
+        return self._perms[key]
+
+    def _take(self, which: int, size: int, start: int, count: int) -> torch.Tensor:
+        out, pos = [], start
+        while count > 0:
+            epoch, off = divmod(pos, size)
+            part = self._perm(which, size, epoch)[off:off + count]
+            out.append(part)
+            count -= len(part)
+            pos += len(part)
+        return torch.cat(out)
+
+    def get(self, index: int) -> dict[str, torch.Tensor]:
+        start = index * self.batch_size
+        d = self.data
+        if self.unpaired:
+            ia = self._take(0, len(d.a), start, self.batch_size)
+            ib = self._take(1, len(d.b), start, self.batch_size)
+            return {"a": _float(d.a[ia], self.device), "b": _float(d.b[ib], self.device)}
+        epoch, i = divmod(index, self.steps_per_epoch)
+        idx = self._perm(0, self.n, epoch)[i * self.batch_size:(i + 1) * self.batch_size]
+        return {"source": _float(d.source[idx], self.device),
+                "target": _float(d.target[idx], self.device)}
+
+    def fixed(self, k: int) -> dict[str, torch.Tensor]:
+        """The first ``k`` held-out examples (training ones when nothing is held out)."""
+        d = self.data
+        if self.unpaired:
+            a = d.test_a if len(d.test_a) else d.a
+            b = d.test_b if len(d.test_b) else d.b
+            return {"a": _float(a[:k], self.device), "b": _float(b[:k], self.device)}
+        src = d.test_source if len(d.test_source) else d.source
+        tgt = d.test_target if len(d.test_target) else d.target
+        return {"source": _float(src[:k], self.device), "target": _float(tgt[:k], self.device)}

@@ -27,7 +27,7 @@ from ..nets import build_nets
 from ..recipes import RECIPES
 from ..utils import atomic_write_text, format_duration, make_grid, pick_device, save_png, to_uint8
 from . import checkpoint as ck
-from .batches import Batches, load_data
+from .batches import Batches, PairBatches, is_pairs, load_data, pair_shapes
 from .health import HealthMonitor
 from .log import RunLogger
 
@@ -47,6 +47,15 @@ class TrainResult:
 def fill_model_shape(cfg: Config, data) -> None:
     """The nets are built for the data: record its shape and classes in the config."""
     m = cfg.model
+    if is_pairs(data):
+        src, tgt = pair_shapes(data)  # (resolution, channels) of the source and target images
+        if m.channels and (m.channels, m.in_channels) != (tgt[1], src[1]):
+            raise GanforgeError(
+                f"{data.name} gives {src[1]}-channel sources and {tgt[1]}-channel targets but "
+                f"the run's nets are built for {m.in_channels} and {m.channels}: use the "
+                "run's own kind of data")
+        m.resolution, m.channels, m.in_channels = tgt[0], tgt[1], src[1]
+        return
     vector = hasattr(data, "dim")
     if vector and m.arch != "mlp":
         raise GanforgeError(f"{data.name} is vector data: use --preset toy (or arch=mlp)")
@@ -89,14 +98,25 @@ class Trainer:
                                 f"--resume {self.run} or choose another --out")
         self.data = data if data is not None else load_data(cfg, log=self._note)
         self.vector = hasattr(self.data, "dim")
+        self.img2img = is_pairs(self.data)
         fill_model_shape(cfg, self.data)
         self.run.mkdir(parents=True, exist_ok=True)
 
         torch.manual_seed(t.seed)
-        self.G, self.D = build_nets(cfg.model)
-        self.G.to(self.device)
-        self.D.to(self.device)
-        self.recipe = RECIPES[t.recipe](cfg, self.G, self.D)
+        if self.img2img:  # the recipe builds its own nets (two generators for CycleGAN)
+            self.recipe = RECIPES[t.recipe](cfg)
+            for net in self.recipe.nets().values():
+                net.to(self.device)
+            if hasattr(self.recipe, "to"):
+                self.recipe.to(self.device)
+            for note in self.recipe.notes:
+                self._say(f"[yellow]{note}[/yellow]")
+            self.G, self.D = self.recipe.G, None
+        else:
+            self.G, self.D = build_nets(cfg.model)
+            self.G.to(self.device)
+            self.D.to(self.device)
+            self.recipe = RECIPES[t.recipe](cfg, self.G, self.D)
         self.nets = dict(self.recipe.nets())
         self.G_ema = None
         if t.ema > 0:
@@ -105,9 +125,11 @@ class Trainer:
         self.opts = self.recipe.optimizers()
         self.base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.opts.items()}
         self.phases = self.recipe.phases()
-        self.batches = Batches(self.data, t.batch_size, t.seed, self.device)
+        self.batches = (PairBatches(self.data, t.batch_size, t.seed, self.device)
+                        if self.img2img else Batches(self.data, t.batch_size, t.seed,
+                                                     self.device))
         if self.batches.batch_size < t.batch_size:
-            self._say(f"[yellow]only {len(self.data)} samples: batch size lowered to "
+            self._say(f"[yellow]only {self.batches.n} samples: batch size lowered to "
                       f"{self.batches.batch_size}[/yellow]")
         # noise for training comes from its own generator, saved in checkpoints
         self.noise = torch.Generator(device=self.device).manual_seed(t.seed + 1)
@@ -118,12 +140,15 @@ class Trainer:
         n_fixed = 2500 if self.vector else (8 * k if 0 < k <= 16 else 64)
         self.fixed_z = torch.randn(n_fixed, cfg.model.latent_dim, generator=fixed).to(self.device)
         self.fixed_c = ((torch.arange(n_fixed) // 8) % k).to(self.device) if k else None
-        self.health = HealthMonitor(self.data, cfg, self.device)
+        self.fixed_batch = self.batches.fixed(8) if self.img2img else None
+        self.health = None if self.img2img else HealthMonitor(self.data, cfg, self.device)
         self.evaluator = None
         if t.eval_every:
-            from .evaluator import PeriodicEval
+            from .evaluator import PairedEval, PeriodicEval
 
-            self.evaluator = PeriodicEval(cfg, self.data, self.device, log=self._note)
+            self.evaluator = (PairedEval(cfg, self.recipe, self.data, self.device)
+                              if self.img2img else
+                              PeriodicEval(cfg, self.data, self.device, log=self._note))
         self.step = 0  # G steps
         self.batch_index = 0  # real batches drawn: the data position
         self.images_seen = 0
@@ -136,7 +161,7 @@ class Trainer:
         if resume:
             self._resume()
         cfg.save(self.run / "config.json")
-        if self.data.class_names:
+        if getattr(self.data, "class_names", None):
             atomic_write_text(self.run / "classes.json", json.dumps(self.data.class_names) + "\n")
 
     # -- helpers ----------------------------------------------------------------------------
@@ -186,6 +211,7 @@ class Trainer:
             "best_eval": dict(self.evaluator.best) if self.evaluator and self.evaluator.best
             else None,
             "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
+            "recipe": self.recipe.state_dict() if hasattr(self.recipe, "state_dict") else {},
             "rng": rng,
         }
 
@@ -213,6 +239,8 @@ class Trainer:
             self.rollbacks = int(st.get("rollbacks", 0))
             self.ema_updates = int(st.get("ema_updates", 0))
             self.last = dict(st.get("last", {}))
+            if hasattr(self.recipe, "load_state_dict"):
+                self.recipe.load_state_dict(st.get("recipe") or {}, self.device)
             if self.evaluator is not None and st.get("best_eval"):
                 self.evaluator.best = dict(st["best_eval"])
         except (KeyError, ValueError, RuntimeError) as e:
@@ -233,11 +261,16 @@ class Trainer:
     @torch.no_grad()
     def fixed_samples(self) -> torch.Tensor:
         G = self.G_eval
-        was_training = G.training
-        G.eval()
-        out = G(self.fixed_z, self.fixed_c)
-        G.train(was_training)
-        return out
+        was_training = {k: n.training for k, n in self.nets.items()}
+        for n in self.nets.values():
+            n.eval()
+        try:
+            if self.img2img:
+                return self.recipe.preview(self.fixed_batch)
+            return G(self.fixed_z, self.fixed_c)
+        finally:
+            for k, n in self.nets.items():
+                n.train(was_training[k])
 
     def write_samples(self, name: str) -> tuple[Path, torch.Tensor | None]:
         """The fixed-z samples as ``RUN/samples/NAME.png``: an 8x8 grid for images, a scatter
@@ -279,9 +312,15 @@ class Trainer:
         if total is None and max_seconds is None:
             raise GanforgeError("no stopping rule: set max_steps, epochs or max_time")
         spe = self.batches.steps_per_epoch
-        kind = (f"{len(self.data)} vectors of size {self.data.dim}" if self.vector else
-                f"{len(self.data)} images {self.data.channels}x{self.data.resolution}x"
-                f"{self.data.resolution}")
+        if self.img2img:
+            (rs, cs), (rt, ct) = pair_shapes(self.data)
+            kind = (f"{self.batches.n} {getattr(self.data, 'task', 'unpaired')} examples, "
+                    f"{cs}x{rs}x{rs} -> {ct}x{rt}x{rt}")
+        elif self.vector:
+            kind = f"{len(self.data)} vectors of size {self.data.dim}"
+        else:
+            kind = (f"{len(self.data)} images {self.data.channels}x{self.data.resolution}x"
+                    f"{self.data.resolution}")
         self._say(
             f"[bold]ganforge[/bold] {self.cfg.preset} on {self.data.name}: {kind}, "
             f"batch {self.batches.batch_size}, {spe} batches/epoch, device {self.device}, "
@@ -328,7 +367,8 @@ class Trainer:
                             window, epoch_sums = Meter(), Meter()
                             continue
                     stats["img/s"] = (self.images_seen - seen_log) / max(now - t_log, 1e-9)
-                    if self.step % health_every == 0 or self.step == total:
+                    if self.health is not None and (self.step % health_every == 0
+                                                    or self.step == total):
                         stats.update(self.health.metrics(self))
                         for w in self.health.check(self.step, stats):
                             logger.line(f"[yellow]warning (step {self.step}): {w}[/yellow]")
@@ -417,7 +457,8 @@ class Trainer:
     def _one_step(self, ctx: dict) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for phase in self.phases:
-            if self.step % phase.interval:
+            if self.step % phase.interval or (phase.when is not None and
+                                              not phase.when(self.step)):
                 continue
             for name, net in self.nets.items():
                 net.requires_grad_(name in phase.trainable)
