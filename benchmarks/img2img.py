@@ -29,6 +29,17 @@ def evaluate(run: Path, checkpoint: str | None = None) -> dict:
     return heldout_metrics(t.recipe, load_data(t.cfg, log=None), t.device, baseline=True)
 
 
+def step_seconds(preset: str, over: dict, run: Path, steps: int = 20) -> float:
+    """Seconds per training step, measured after 3 warm-up steps."""
+    cfg = build_config(preset, {**over, "max_steps": 3})
+    tr = Trainer(cfg, run, quiet=True, tensorboard=False)
+    tr.train()
+    cfg.train.max_steps = 3 + steps
+    t0 = time.perf_counter()
+    tr.train()
+    return (time.perf_counter() - t0) / steps
+
+
 def fmt(m: dict, keys: tuple[str, ...]) -> str:
     return "  ".join(f"{k} {m[k]:.4f}" for k in keys if k in m)
 
@@ -55,12 +66,8 @@ def main() -> None:
             print(f"pix2pix {res.step} steps: {fmt(m, tuple(m))}", flush=True)
         if "srgan" in args.only:
             # probe the pixel-phase speed to give the SRResNet warm-up half the budget
-            probe = Trainer(build_config("srgan", {**common, "max_steps": 10,
-                                                   "warmup_steps": 10, "content": "pixel"}),
-                            root / "probe", quiet=True, tensorboard=False)
-            t0 = time.perf_counter()
-            probe.train()
-            per_step = (time.perf_counter() - t0) / 10
+            per_step = step_seconds("srgan", {**common, "warmup_steps": 10 ** 6,
+                                                  "content": "pixel"}, root / "probe-sr")
             warm = max(1, int(budget / 2 / per_step))
             run = root / "srgan"
             res = train(build_config("srgan", {**common, "max_time": args.budget,
@@ -78,8 +85,10 @@ def main() -> None:
                          m["psnr_bicubic"], m["ssim"], m["ssim_bicubic"], "bicubic"))
             print(f"srgan {res.step} steps: {fmt(m, tuple(m))}", flush=True)
         if "cyclegan" in args.only:
+            # the preset's linear lr decay needs a step count: probe the speed for the budget
+            steps = max(10, int(budget / step_seconds("cyclegan", common, root / "probe-cy")))
             run = root / "cyclegan"
-            cfg = build_config("cyclegan", {**common, "max_time": args.budget})
+            cfg = build_config("cyclegan", {**common, "max_steps": steps})
             tr = Trainer(cfg, run, quiet=True, tensorboard=False)
             start = heldout_metrics(tr.recipe, tr.data, tr.device)["cycle"]
             res = tr.train()

@@ -19,8 +19,8 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 # what may change when a run is resumed: stop rules, logging, the device
 RESUMABLE = {"max_steps", "epochs", "max_time", "device", "log_every", "sample_every",
-             "eval_every",
-             "checkpoint_every", "keep_last", "on_divergence", "health_every"}
+             "eval_every", "checkpoint_every", "keep_last", "on_divergence", "health_every",
+             "precision", "channels_last", "compile", "sync_bn"}
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -64,13 +64,25 @@ def _default_run_dir(cfg) -> Path:
 @click.option("--on-divergence", type=click.Choice(["stop", "rollback"]),
               help="on NaN/inf losses: stop, or roll back to the last good checkpoint with "
                    "halved learning rates  [default: stop]")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "auto"]),
+              help="autocast precision (fp16 with loss scaling); auto = bf16 where the device "
+                   "runs it fast  [default: fp32]")
+@click.option("--channels-last", is_flag=True, default=None, help="NHWC memory layout")
+@click.option("--compile", "compile_", is_flag=True, default=None,
+              help="torch.compile the nets (falls back with a warning)")
+@click.option("--fastest", is_flag=True, help="every speed option for the device: "
+              "precision=auto, channels-last, compile")
+@click.option("--nproc", type=int, help="train with N processes on this machine (torchrun + "
+              "data parallel; gloo on CPU, NCCL on GPUs)")
 @click.option("--dry-run", is_flag=True, help="print the resolved config and stop")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
 def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
           out_dir: Path | None, resume: Path | None, resolution: int | None,
           channels: int | None, max_steps: int | None, epochs: float | None,
           max_time: str | None, batch_size: int | None, device: str | None, seed: int | None,
-          on_divergence: str | None, dry_run: bool, quiet: bool) -> None:
+          on_divergence: str | None, precision: str | None, channels_last: bool | None,
+          compile_: bool | None, fastest: bool, nproc: int | None, dry_run: bool,
+          quiet: bool) -> None:
     """Train a GAN (default: DCGAN on the built-in digits, a few minutes on a CPU).
 
     OVERRIDES are config keys as key=value (e.g. lr_g=1e-4 loss=minimax); --dry-run lists
@@ -86,10 +98,15 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
         validate,
     )
 
+    if fastest:
+        precision = precision or "auto"
+        channels_last = True if channels_last is None else channels_last
+        compile_ = True if compile_ is None else compile_
     flags = {"source": data, "resolution": resolution, "channels": channels,
              "max_steps": max_steps, "epochs": epochs, "max_time": max_time,
              "batch_size": batch_size, "device": device, "seed": seed,
-             "on_divergence": on_divergence}
+             "on_divergence": on_divergence, "precision": precision,
+             "channels_last": channels_last, "compile": compile_}
     kv = as_dict(list(overrides))
     kv.update({k: str(v) for k, v in flags.items() if v is not None})
     if resume is not None:
@@ -109,6 +126,13 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
     if dry_run:
         out.print(describe(cfg), markup=False, highlight=False)
         return
+    import os
+
+    if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch(nproc, run, resume is not None)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and out_dir is None and resume is None:
+        raise GanforgeError("multi-process runs need --out RUN (every process must agree on "
+                            "the run folder), or use --nproc N")
     from .train import Trainer
 
     trainer = Trainer(cfg, run, resume=resume is not None, console=err, quiet=quiet)
@@ -445,6 +469,27 @@ def features_train(data: str, out_file: Path, resolution: int, epochs: int, seed
               markup=False, highlight=False)
 
 
+_ARGV: list[str] = []  # the command line main() was called with (for --nproc)
+
+
+def _launch(nproc: int, run: Path, resuming: bool) -> int:
+    """Re-run this command under torchrun with ``nproc`` processes on this machine."""
+    import subprocess
+
+    args = list(_ARGV)
+    for flag in ("--nproc",):  # drop --nproc N / --nproc=N
+        while flag in args:
+            i = args.index(flag)
+            del args[i:i + 2]
+        args = [a for a in args if not a.startswith(flag + "=")]
+    if not resuming and "--out" not in args and not any(a.startswith("--out=") for a in args):
+        args += ["--out", str(run)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", "-m", "ganforge", *args]
+    err.print("launching: " + " ".join(cmd[1:]), markup=False, highlight=False)
+    return subprocess.call(cmd)
+
+
 def _sampler(g):
     from .generate import Translator
 
@@ -577,6 +622,7 @@ def presets() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app, turning every expected failure into one line and exit 2."""
+    _ARGV[:] = list(argv if argv is not None else sys.argv[1:])
     try:
         rv = app.main(args=argv, standalone_mode=False, prog_name="ganforge")
         return rv if isinstance(rv, int) else 0

@@ -92,6 +92,10 @@ class TrainConfig:
     max_time: str | None = None  # stop after this wall-clock time: 90s, 10m, 1h30m (None = none)
     seed: int = 0  # seed of weights, noise and data order
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
+    precision: str = "fp32"  # fp32, bf16, fp16 (autocast; fp16 with loss scaling) or auto
+    channels_last: bool = False  # NHWC memory layout for conv nets (faster on many devices)
+    compile: bool = False  # torch.compile the nets (falls back with a warning if it fails)
+    sync_bn: bool = False  # multi-process runs: BatchNorm statistics over all ranks
     log_every: int = 50  # steps between metric lines in metrics.jsonl / TensorBoard
     sample_every: int = 100  # steps between sample grids (0 = only at the end)
     checkpoint_every: int = 250  # steps between checkpoints (0 = only at the end)
@@ -478,6 +482,8 @@ def validate(cfg: Config) -> None:
     need(t.eval_metric in DIRECTION, f"eval_metric={t.eval_metric!r}: use one of "
                                      f"{', '.join(DIRECTION)}")
     need(t.eval_n >= 8, "eval_n must be >= 8 (samples per evaluation)")
+    need(t.precision in ("fp32", "bf16", "fp16", "auto"),
+         f"precision={t.precision!r}: use fp32, bf16, fp16 or auto")
     need(0 <= t.topk <= 1, "topk must be in [0, 1] (the least fraction of fakes kept; 0 = off)")
     need(0 < t.topk_decay <= 1, "topk_decay must be in (0, 1]")
     need(t.on_divergence in ("stop", "rollback"),

@@ -66,6 +66,8 @@ class GANRecipe:
     def sample_labels(self, ctx: dict, n: int) -> torch.Tensor | None:
         if not self.conditional:
             return None
+        if "randint" in ctx:  # the trainer's: this rank's slice of the step's labels
+            return ctx["randint"](self.num_classes, n)
         return torch.randint(0, self.num_classes, (n,), generator=ctx["noise"],
                              device=ctx["device"])
 

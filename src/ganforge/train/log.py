@@ -23,11 +23,13 @@ class RunLogger:
     """Metrics to ``RUN/metrics.jsonl`` and ``RUN/tb/``; a live bar on a terminal."""
 
     def __init__(self, run: Path, total_steps: int | None, start_step: int,
-                 console: Console | None = None, tensorboard: bool = True, quiet: bool = False):
+                 console: Console | None = None, tensorboard: bool = True, quiet: bool = False,
+                 files: bool = True):
         self.run = Path(run)
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.quiet = quiet
-        self.jsonl = open(self.run / "metrics.jsonl", "a", buffering=1)
+        # files=False (ranks other than 0 of a multi-process run): no metrics.jsonl
+        self.jsonl = open(self.run / "metrics.jsonl", "a", buffering=1) if files else None
         self.tb = None
         if tensorboard:
             try:
@@ -53,7 +55,8 @@ class RunLogger:
     def log(self, step: int, kimg: float, scalars: dict[str, float]) -> None:
         row = {"step": step, "kimg": round(kimg, 4), "time": round(time.time(), 3),
                **{k: (v if math.isfinite(v) else None) for k, v in scalars.items()}}
-        self.jsonl.write(json.dumps(row) + "\n")  # strict JSON: inf/nan written as null
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps(row) + "\n")  # strict JSON: inf/nan written as null
         if self.tb is not None:
             for k, v in scalars.items():
                 if math.isfinite(v):
@@ -75,7 +78,8 @@ class RunLogger:
 
     def close(self) -> None:
         self.progress.stop()
-        self.jsonl.close()
+        if self.jsonl is not None:
+            self.jsonl.close()
         if self.tb is not None:
             self.tb.close()
 

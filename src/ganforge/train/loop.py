@@ -27,6 +27,7 @@ from ..nets import build_nets
 from ..recipes import RECIPES
 from ..utils import atomic_write_text, format_duration, make_grid, pick_device, save_png, to_uint8
 from . import checkpoint as ck
+from . import dist
 from .batches import Batches, PairBatches, is_pairs, load_data, pair_shapes
 from .health import HealthMonitor
 from .log import RunLogger
@@ -92,15 +93,23 @@ class Trainer:
         self.quiet = quiet
         self.tensorboard = tensorboard
         t = cfg.train
-        self.device = pick_device(t.device)
-        if self.run.exists() and not resume and any(self.run.iterdir()):
+        self.dist = dist.from_env()
+        if self.dist.enabled and t.batch_size % self.dist.world:
+            raise GanforgeError(f"batch_size={t.batch_size} must be a multiple of the number "
+                                f"of processes ({self.dist.world}): it is the global batch")
+        self.device = dist.init(self.dist, pick_device(t.device))
+        if not self.dist.main:
+            self.quiet, tensorboard, self.tensorboard = True, False, False
+        if self.run.exists() and not resume and any(self.run.iterdir()) and self.dist.main:
             raise GanforgeError(f"run folder {self.run} is not empty: resume it with "
                                 f"--resume {self.run} or choose another --out")
         self.data = data if data is not None else load_data(cfg, log=self._note)
         self.vector = hasattr(self.data, "dim")
         self.img2img = is_pairs(self.data)
         fill_model_shape(cfg, self.data)
-        self.run.mkdir(parents=True, exist_ok=True)
+        dist.barrier(self.dist)  # every rank checked the run folder before rank 0 writes to it
+        if self.dist.main:
+            self.run.mkdir(parents=True, exist_ok=True)
 
         torch.manual_seed(t.seed)
         if self.img2img:  # the recipe builds its own nets (two generators for CycleGAN)
@@ -118,6 +127,7 @@ class Trainer:
             self.D.to(self.device)
             self.recipe = RECIPES[t.recipe](cfg, self.G, self.D)
         self.nets = dict(self.recipe.nets())
+        self.speed = self._speed_options()
         self.G_ema = None
         if t.ema > 0:
             self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -141,9 +151,10 @@ class Trainer:
         self.fixed_z = torch.randn(n_fixed, cfg.model.latent_dim, generator=fixed).to(self.device)
         self.fixed_c = ((torch.arange(n_fixed) // 8) % k).to(self.device) if k else None
         self.fixed_batch = self.batches.fixed(8) if self.img2img else None
-        self.health = None if self.img2img else HealthMonitor(self.data, cfg, self.device)
+        self.health = (None if self.img2img or not self.dist.main else
+                       HealthMonitor(self.data, cfg, self.device))
         self.evaluator = None
-        if t.eval_every:
+        if t.eval_every and self.dist.main:  # rank 0 alone evaluates
             from .evaluator import PairedEval, PeriodicEval
 
             self.evaluator = (PairedEval(cfg, self.recipe, self.data, self.device)
@@ -160,9 +171,11 @@ class Trainer:
         self._interrupted = False
         if resume:
             self._resume()
-        cfg.save(self.run / "config.json")
-        if getattr(self.data, "class_names", None):
-            atomic_write_text(self.run / "classes.json", json.dumps(self.data.class_names) + "\n")
+        if self.dist.main:
+            cfg.save(self.run / "config.json")
+            if getattr(self.data, "class_names", None):
+                atomic_write_text(self.run / "classes.json",
+                                  json.dumps(self.data.class_names) + "\n")
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -176,8 +189,99 @@ class Trainer:
             self.console.print(text, markup=False, highlight=False)
 
     def sample_z(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.cfg.model.latent_dim, generator=self.noise,
-                           device=self.device)
+        """``n`` latent codes: this rank's slice of the ``n x world`` codes of the step."""
+        z = torch.randn(n * self.dist.world, self.cfg.model.latent_dim, generator=self.noise,
+                        device=self.device)
+        return z[self.dist.rank * n:(self.dist.rank + 1) * n]
+
+    def randint(self, high: int, n: int) -> torch.Tensor:
+        """``n`` random integers in [0, high): this rank's slice, like :meth:`sample_z`."""
+        c = torch.randint(0, high, (n * self.dist.world,), generator=self.noise,
+                          device=self.device)
+        return c[self.dist.rank * n:(self.dist.rank + 1) * n]
+
+    def _local(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """This rank's slice of a global batch (channels-last images when asked)."""
+        if self.dist.enabled:
+            r, w = self.dist.rank, self.dist.world
+            batch = {k: v[r * (v.shape[0] // w):(r + 1) * (v.shape[0] // w)]
+                     for k, v in batch.items()}
+        if self.cfg.train.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                     for k, v in batch.items()}
+        return batch
+
+    # -- speed options ------------------------------------------------------------------------
+
+    def _speed_options(self) -> str:
+        """Apply precision / channels-last / compile / SyncBatchNorm; say what was picked."""
+        t = self.cfg.train
+        dev = self.device
+        precision = t.precision
+        if precision == "auto":
+            fast_bf16 = (dev.type == "cuda" and torch.cuda.is_bf16_supported()) or (
+                dev.type == "cpu" and (getattr(torch.cpu, "_is_avx512_bf16_supported",
+                                               lambda: False)()
+                                       or getattr(torch.cpu, "_is_amx_tile_supported",
+                                                  lambda: False)()))
+            precision = "bf16" if fast_bf16 else "fp32"
+        self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self.scaler = None
+        if precision == "fp16":
+            self.scaler = torch.amp.GradScaler(dev.type)
+        if t.sync_bn and self.dist.enabled:
+            for name, net in list(self.nets.items()):
+                synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+                if synced is not net:  # a bare BatchNorm module was replaced
+                    raise GanforgeError(f"sync_bn: net {name} is a bare BatchNorm")
+        for net in self.nets.values():
+            dist.broadcast_module(net, self.dist)
+        if t.channels_last:
+            for net in self.nets.values():
+                net.to(memory_format=torch.channels_last)
+        said = [precision + (" autocast" if self.amp_dtype is not None else "")]
+        if t.channels_last:
+            said.append("channels-last")
+        if t.compile:
+            said.append(self._compile())
+        if self.dist.enabled:
+            said.append(f"{self.dist.world} processes ({'nccl' if dev.type == 'cuda' else 'gloo'}"
+                        f"{', SyncBatchNorm' if t.sync_bn else ''})")
+        self.precision = precision
+        return ", ".join(said)
+
+    def _compile(self) -> str:
+        """torch.compile every trained net, checked on one forward/backward of dummy data; on
+        any failure the nets run uncompiled and the log says why."""
+        if self.img2img or self.vector:
+            return "compile skipped (image GAN nets only for now)"
+        saved = {k: copy.deepcopy(n.state_dict()) for k, n in self.nets.items()}
+        try:
+            for net in self.nets.values():
+                net.compile()
+            m = self.cfg.model
+            z = torch.randn(2, m.latent_dim, device=self.device)
+            c = torch.zeros(2, dtype=torch.long, device=self.device) if m.num_classes else None
+            with self.autocast():
+                x = self.G(z, c)
+                out = self.D(x, c)
+            out.float().sum().backward()
+        except Exception as e:  # noqa: BLE001 - any compiler failure means: run uncompiled
+            for net in self.nets.values():
+                net._compiled_call_impl = None
+            why = " ".join(str(e).split())[:120] or type(e).__name__
+            self._say(f"[yellow]torch.compile failed ({why}); training uncompiled[/yellow]")
+            return "compile failed, uncompiled"
+        finally:
+            for k, n in self.nets.items():
+                n.load_state_dict(saved[k])
+                for p in n.parameters():
+                    p.grad = None
+        return "compiled"
+
+    def autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
 
     def lr_factor(self) -> float:
         """The learning-rate multiplier at this step: rollback scale x decay schedule."""
@@ -215,7 +319,9 @@ class Trainer:
             "rng": rng,
         }
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        if not self.dist.main:
+            return None  # rank 0 alone writes checkpoints
         meta = {"arch": self.cfg.model.arch, "step": str(self.step)}
         return ck.save_checkpoint(self.run, self.step, self.nets, self._state(),
                                   keep_last=self.cfg.train.keep_last, meta=meta)
@@ -276,6 +382,8 @@ class Trainer:
         """The fixed-z samples as ``RUN/samples/NAME.png``: an 8x8 grid for images, a scatter
         plot for vectors. Returns (path, uint8 grid or None)."""
         path = self.run / "samples" / f"{name}.png"
+        if not self.dist.main:
+            return path, None
         samples = self.fixed_samples()
         if self.vector:
             from ..plot import scatter_png
@@ -323,10 +431,10 @@ class Trainer:
                     f"{self.data.resolution}")
         self._say(
             f"[bold]ganforge[/bold] {self.cfg.preset} on {self.data.name}: {kind}, "
-            f"batch {self.batches.batch_size}, {spe} batches/epoch, device {self.device}, "
-            f"run {self.run}")
+            f"batch {self.batches.batch_size}, {spe} batches/epoch, device {self.device} "
+            f"({self.speed}), run {self.run}")
         logger = RunLogger(self.run, total, self.step, self.console, self.tensorboard,
-                           self.quiet)
+                           self.quiet, files=self.dist.main)
         window, epoch_sums = Meter(), Meter()  # scalars since the last log line / epoch start
         t0 = time.perf_counter()
         t_log, seen_log = t0, self.images_seen
@@ -336,21 +444,23 @@ class Trainer:
         restore_sigint = self._defer_sigint()
         try:
             while True:
+                reason = None
                 if self._interrupted:
-                    stopped_by = "interrupt"
-                    break
-                if max_steps is not None and self.step >= max_steps:
-                    stopped_by = "max_steps"
-                    break
-                if max_batches is not None and self.batch_index >= max_batches:
-                    stopped_by = "epochs"
-                    break
-                if max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
-                    stopped_by = "max_time"
+                    reason = "interrupt"
+                elif max_steps is not None and self.step >= max_steps:
+                    reason = "max_steps"
+                elif max_batches is not None and self.batch_index >= max_batches:
+                    reason = "epochs"
+                elif max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
+                    reason = "max_time"
+                # every rank stops at the same step (clocks and Ctrl-C differ between ranks)
+                if dist.any_rank(reason is not None, self.dist, self.device):
+                    stopped_by = reason or "another rank's stop rule"
                     break
                 epoch_before = self.batch_index // spe
                 ctx = {"step": self.step, "epoch": self.batch_index / spe,
-                       "sample_z": self.sample_z, "noise": self.noise, "device": self.device}
+                       "sample_z": self.sample_z, "randint": self.randint, "noise": self.noise,
+                       "device": self.device}
                 if self.cfg.train.lr_decay != "none":
                     self._set_lr()
                 out = self._one_step(ctx)
@@ -409,6 +519,7 @@ class Trainer:
             self.last = stats
         self.save()
         final, _ = self.write_samples("final")
+        dist.barrier(self.dist)  # rank 0's last checkpoint is written before anyone returns
         elapsed = time.perf_counter() - t0
         self._say(f"done: {self.step} steps ({self.images_seen / 1000:.1f} kimg) in "
                   f"{format_duration(elapsed)}, stopped by {stopped_by}; samples {final}; "
@@ -465,13 +576,24 @@ class Trainer:
             opt = self.opts[phase.opt]
             for _ in range(phase.repeat):
                 if phase.fresh_batch or "batch" not in ctx:
-                    ctx["batch"] = self.batches.get(self.batch_index)
+                    ctx["batch"] = self._local(self.batches.get(self.batch_index))
                     self.batch_index += 1
                     self.images_seen += self.batches.batch_size
                 opt.zero_grad(set_to_none=True)
-                scalars = phase.fn(ctx)
-                scalars["loss"].backward()
-                opt.step()
+                with self.autocast():
+                    scalars = phase.fn(ctx)
+                loss = scalars["loss"].float()
+                params = [p for g in opt.param_groups for p in g["params"]]
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                    self.scaler.unscale_(opt)
+                    dist.average_gradients(params, self.dist)
+                    self.scaler.step(opt)
+                    self.scaler.update()
+                else:
+                    loss.backward()
+                    dist.average_gradients(params, self.dist)
+                    opt.step()
                 if phase.after is not None:
                     phase.after()
             for k, v in scalars.items():
