@@ -55,6 +55,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="samples scored per preset")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="config overrides for every preset (e.g. precision=bf16 compile=true)")
     args = ap.parse_args()
 
     data = load_dataset("digits", resolution=32, channels=1, log=None)
@@ -69,9 +71,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         for preset in args.presets:
+            extra = dict(kv.split("=", 1) for kv in args.set)
             cfg = build_config(preset, {"source": "digits", "max_time": args.budget,
                                         "seed": args.seed, "sample_every": 0,
-                                        "checkpoint_every": 0})
+                                        "checkpoint_every": 0, **extra})
             run = root / preset
             t0 = time.perf_counter()
             res = train(cfg, run, quiet=True, tensorboard=False)
@@ -86,7 +89,8 @@ def main() -> None:
                   + (f"  cond acc {s['cond_acc']:.3f}" if "cond_acc" in s else ""), flush=True)
     print()
     print(f"digits 32x32, {args.budget} per preset on this machine, {args.n} samples, "
-          "classifier features (not Inception):")
+          "classifier features (not Inception)" + (f", with {' '.join(args.set)}" if args.set
+                                                   else "") + ":")
     print("| preset | steps | kimg | classifier FID | class KL | classes (>=2%) | "
           "conditional accuracy |")
     print("|---|---|---|---|---|---|---|")

@@ -111,3 +111,23 @@ def test_compile_failure_falls_back_with_a_warning(tmp_path, monkeypatch, capsys
                  "sample_every=0"]) == 0
     err = capsys.readouterr().err
     assert "torch.compile failed (no compiler here); training uncompiled" in err
+
+
+def test_ema_copy_of_a_compiled_generator_runs_its_own_weights(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_compile(self, *a, **k):  # what nn.Module.compile does, minus the compiler
+        calls.append(type(self).__name__)
+        self._compiled_call_impl = self._call_impl
+
+    monkeypatch.setattr(torch.nn.Module, "compile", fake_compile)
+    cfg = build_config("dcgan", {"g_channel_base": 128, "d_channel_base": 128, "ema": 0.9,
+                                 "compile": True, "max_steps": 1, "batch_size": 8,
+                                 "sample_every": 0, "checkpoint_every": 0})
+    tr = Trainer(cfg, tmp_path / "run", quiet=True, tensorboard=False)
+    assert calls and tr.G_ema._compiled_call_impl is None
+    with torch.no_grad():
+        for p in tr.G_ema.parameters():
+            p.zero_()
+    z = torch.randn(2, 100)
+    assert not torch.equal(tr.G_ema(z), tr.G.eval()(z))

@@ -131,6 +131,8 @@ class Trainer:
         self.G_ema = None
         if t.ema > 0:
             self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+            # a compiled G's forward is bound to G itself: the copy runs its own, uncompiled
+            self.G_ema._compiled_call_impl = None
             self.nets["G_ema"] = self.G_ema
         self.opts = self.recipe.optimizers()
         self.base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.opts.items()}
