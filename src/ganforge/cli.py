@@ -70,8 +70,9 @@ def _default_run_dir(cfg) -> Path:
 @click.option("--channels-last", is_flag=True, default=None, help="NHWC memory layout")
 @click.option("--compile", "compile_", is_flag=True, default=None,
               help="torch.compile the nets (falls back with a warning)")
-@click.option("--fastest", is_flag=True, help="every speed option for the device: "
-              "precision=auto, channels-last, compile")
+@click.option("--fastest", is_flag=True, help="the fastest settings measured for the device: "
+              "precision=auto and channels-last, plus compile on CUDA (on CPUs compile was "
+              "slower, see benchmarks/throughput.py)")
 @click.option("--nproc", type=int, help="train with N processes on this machine (torchrun + "
               "data parallel; gloo on CPU, NCCL on GPUs)")
 @click.option("--dry-run", is_flag=True, help="print the resolved config and stop")
@@ -99,9 +100,12 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
     )
 
     if fastest:
+        from .utils import pick_device
+
         precision = precision or "auto"
         channels_last = True if channels_last is None else channels_last
-        compile_ = True if compile_ is None else compile_
+        if compile_ is None:
+            compile_ = pick_device(device or "auto").type == "cuda"
     flags = {"source": data, "resolution": resolution, "channels": channels,
              "max_steps": max_steps, "epochs": epochs, "max_time": max_time,
              "batch_size": batch_size, "device": device, "seed": seed,
