@@ -27,7 +27,8 @@ from ganforge.metrics.classifier import digits_classifier, extract_features, pre
 from ganforge.metrics.frechet import fid_from_features
 from ganforge.train import train
 
-IMAGE_PRESETS = [p for p in sorted(PRESETS) if build_config(p).model.arch != "mlp"]
+IMAGE_PRESETS = [p for p in sorted(PRESETS) if build_config(p).model.arch != "mlp"
+                 and build_config(p).data.task == "none"]  # noise-to-image presets
 
 
 def score(clf, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
