@@ -522,6 +522,7 @@ class Trainer:
         self.save()
         final, _ = self.write_samples("final")
         dist.barrier(self.dist)  # rank 0's last checkpoint is written before anyone returns
+        dist.shutdown(self.dist)  # a clean exit of the process group on every rank
         elapsed = time.perf_counter() - t0
         self._say(f"done: {self.step} steps ({self.images_seen / 1000:.1f} kimg) in "
                   f"{format_duration(elapsed)}, stopped by {stopped_by}; samples {final}; "
