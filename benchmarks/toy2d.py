@@ -35,7 +35,8 @@ PLAIN = {"arch": "mlp", "loss": "nonsaturating", "pack": 1, "r1": 0.0, "ema": 0.
          "lr_decay": "none"}
 
 
-def run_one(recipe: str, data: str, seed: int, steps: int | None, root: Path) -> dict:
+def run_one(recipe: str, data: str, seed: int, steps: int | None, root: Path,
+            rejection: float | None = None) -> dict:
     over = {"source": data, "seed": seed, "sample_every": 0, "checkpoint_every": 0}
     if recipe == "plain":
         cfg = build_config("toy", {**over, **PLAIN})
@@ -48,9 +49,14 @@ def run_one(recipe: str, data: str, seed: int, steps: int | None, root: Path) ->
     train(cfg, run, quiet=True, tensorboard=False)
     seconds = time.perf_counter() - t0
     ds = load_vectors(data, n=10)
-    m = mode_metrics(ganforge.load(run, device="cpu").sample(2500, seed=1234), ds.modes,
-                     ds.mode_std)
-    return {**m, "seconds": seconds, "steps": cfg.train.max_steps}
+    g = ganforge.load(run, device="cpu")
+    m = mode_metrics(g.sample(2500, seed=1234), ds.modes, ds.mode_std)
+    out = {**m, "seconds": seconds, "steps": cfg.train.max_steps}
+    if rejection is not None:  # the same generator, sampled through D (Azadi et al. 2019)
+        r = mode_metrics(g.sample_rejection(2500, 1234, percentile=rejection), ds.modes,
+                         ds.mode_std)
+        out.update({f"drs_{k}": v for k, v in r.items()}, drs_acceptance=g.last_acceptance)
+    return out
 
 
 def main() -> None:
@@ -59,16 +65,23 @@ def main() -> None:
     ap.add_argument("--data", nargs="+", default=["ring8", "grid25"])
     ap.add_argument("--recipes", nargs="+", default=["plain", "toy"])
     ap.add_argument("--steps", type=int, default=None, help="override max_steps")
+    ap.add_argument("--rejection", type=float, default=None,
+                    help="also score discriminator rejection sampling at this percentile")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for data in args.data:
             for recipe in args.recipes:
-                results = [run_one(recipe, data, s, args.steps, Path(tmp)) for s in args.seeds]
+                results = [run_one(recipe, data, s, args.steps, Path(tmp), args.rejection)
+                           for s in args.seeds]
                 for s, r in zip(args.seeds, results):
+                    drs = (f"  | rejection p{args.rejection:g}: modes {r['drs_modes']:.0f}  hq "
+                           f"{r['drs_high_quality']:.1f}%  rkl {r['drs_reverse_kl']:.3f}  "
+                           f"accepted {100 * r['drs_acceptance']:.0f}%"
+                           if "drs_modes" in r else "")
                     print(f"{data:7s} {recipe:6s} seed {s}: modes {r['modes']:.0f}/"
                           f"{r['modes_total']:.0f}  hq {r['high_quality']:.1f}%  "
-                          f"rkl {r['reverse_kl']:.3f}  {r['seconds']:.0f}s", flush=True)
+                          f"rkl {r['reverse_kl']:.3f}  {r['seconds']:.0f}s" + drs, flush=True)
                 rows.append((data, recipe, results))
     print()
     print("| data | recipe | seeds | modes (min / mean) | % high quality (min / mean) | "

@@ -249,3 +249,24 @@ def test_write_csv_round_trip(tmp_path):
     back = np.loadtxt(tmp_path / "out" / "samples.csv", delimiter=",", skiprows=1)
     assert np.array_equal(back.astype(np.float32), x.numpy())
     assert torch.equal(load_vectors(str(tmp_path / "out" / "samples.csv")).x, x)
+
+
+def test_rejection_sampling_keeps_what_d_prefers(tmp_path):
+    """Discriminator rejection sampling: samples come from G, D filters them, the CLI writes
+    them; stricter percentiles accept fewer."""
+    import ganforge
+    from ganforge.cli import main
+
+    run = tmp_path / "toy"
+    assert main(["train", "--preset", "toy", "--data", "ring8", "--max-steps", "30",
+                 "--out", str(run), "-q", "hidden=16", "batch_size=32", "log_every=10"]) == 0
+    g = ganforge.load(run, device="cpu")
+    loose = g.sample_rejection(200, seed=0, percentile=0, burn_in=500, batch_size=200)
+    acc_loose = g.last_acceptance
+    strict = g.sample_rejection(200, seed=0, percentile=95, burn_in=500, batch_size=200)
+    assert loose.shape == strict.shape == (200, 2)
+    assert g.last_acceptance < acc_loose
+    assert main(["sample", str(run), "--n", "50", "--out", str(tmp_path / "s"),
+                 "--rejection", "50"]) == 0
+    assert len((tmp_path / "s" / "samples.csv").read_text().strip().splitlines()) == 51
+    assert main(["sample", str(run), "--rejection", "100"]) == 2

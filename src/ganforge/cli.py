@@ -162,8 +162,10 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
 @click.option("--by-class", is_flag=True,
               help="conditional runs: N images of every class in OUT/<class>/ (a synthetic "
                    "dataset in the class-folder layout) and a grid with one row per class")
+@click.option("--rejection", type=float, help="discriminator rejection sampling (Azadi et al. "
+              "2019): keep samples by the run's D, strictness as a percentile, e.g. 80")
 def sample(run: Path, n: int, out_dir: Path | None, grid: Path | None, seed: int, device: str,
-           batch_size: int, cls: str | None, by_class: bool) -> None:
+           batch_size: int, cls: str | None, by_class: bool, rejection: float | None) -> None:
     """Write N generated images as PNG files, plus a grid (vector data: samples.csv + a
     scatter plot)."""
     from .generate import load
@@ -179,7 +181,8 @@ def sample(run: Path, n: int, out_dir: Path | None, grid: Path | None, seed: int
             raise GanforgeError("--by-class is for image runs")
         from .plot import scatter_png, write_csv
 
-        x = g.sample(n, seed=seed, c=cls, batch_size=batch_size)
+        x = (g.sample_rejection(n, seed, cls, rejection) if rejection is not None
+             else g.sample(n, seed=seed, c=cls, batch_size=batch_size))
         write_csv(x, out_dir / "samples.csv")
         grid = grid or out_dir / "scatter.png"
         modes = None
@@ -196,7 +199,8 @@ def sample(run: Path, n: int, out_dir: Path | None, grid: Path | None, seed: int
             g.labels(1, 0)  # raises the one-line "unconditional" error
         rows = []
         for k, name in enumerate(g.class_names):
-            imgs = _write_pngs(g, n, out_dir / _safe_name(name), seed + k, batch_size, c=k)
+            imgs = _write_pngs(g, n, out_dir / _safe_name(name), seed + k, batch_size, c=k,
+                               rejection=rejection)
             rows.append(imgs[:min(n, 10)])
         grid = grid or out_dir / "grid.png"
         from .utils import save_grid
@@ -206,7 +210,7 @@ def sample(run: Path, n: int, out_dir: Path | None, grid: Path | None, seed: int
         err.print(f"wrote {n} images of each of {g.num_classes} classes to {out_dir}/<class>/ "
                   f"and a grid (a row per class) to {grid} (step {g.step})")
         return
-    first = _write_pngs(g, n, out_dir, seed, batch_size, c=cls)
+    first = _write_pngs(g, n, out_dir, seed, batch_size, c=cls, rejection=rejection)
     grid = grid or out_dir / "grid.png"
     from .utils import save_grid
 
@@ -218,17 +222,20 @@ def _safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_. " else "_" for ch in name).strip() or "_"
 
 
-def _write_pngs(g, n: int, out_dir: Path, seed: int, batch_size: int, c=None):
+def _write_pngs(g, n: int, out_dir: Path, seed: int, batch_size: int, c=None,
+                rejection: float | None = None):
     """N samples of ``g`` as 00000.png ... in ``out_dir``; returns the first 64 (uint8)."""
     from .utils import save_png, to_uint8
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    kept = g.sample_rejection(n, seed, c, rejection) if rejection is not None else None
     z, labels = g.noise(n, seed), g.labels(n, c)
     width = max(5, len(str(n - 1)))
     first = None
     for i in range(0, n, batch_size):
         lab = labels[i:i + batch_size] if labels is not None else None
-        imgs = to_uint8(g.generate(z[i:i + batch_size], lab, batch_size))
+        imgs = to_uint8(kept[i:i + batch_size] if kept is not None else
+                        g.generate(z[i:i + batch_size], lab, batch_size))
         if first is None:
             first = imgs[:64]
         for j, img in enumerate(imgs):
