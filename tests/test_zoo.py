@@ -17,7 +17,9 @@ SMALL = ["batch_size=16", "log_every=2", "sample_every=0", "checkpoint_every=0",
 WIDTH = {"dcgan": ["g_channel_base=128", "d_channel_base=128"],
          "resnet": ["g_channel_base=128", "d_channel_base=128", "g_channel_max=32",
                     "d_channel_max=32"],
-         "mlp": ["hidden=32", "batch_size=32"]}
+         "mlp": ["hidden=32", "batch_size=32"],
+         "stylegan2": ["g_channel_base=256", "d_channel_base=256", "g_channel_max=16",
+                       "d_channel_max=16", "latent_dim=16"]}
 
 
 def _small(preset, *extra):

@@ -230,6 +230,15 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
          "lr_decay_start": 0.5, "max_steps": 16000, "sample_every": 2000,
          "checkpoint_every": 4000, "log_every": 200},
     ),
+    "stylegan2-small": (
+        "StyleGAN2-style nets (Karras et al. 2020) small enough for a CPU at 32x32: mapping "
+        "net, modulated convs, noise, skip G, residual D with minibatch std; lazy R1, EMA "
+        "(no path-length regularisation or ADA yet)",
+        {"arch": "stylegan2", "latent_dim": 128, "g_channel_base": 4096,
+         "g_channel_max": 128, "d_channel_base": 4096, "d_channel_max": 128,
+         "r1": 1.0, "r1_every": 16, "ema": 0.999, "lr_g": 2.5e-3, "lr_d": 2.5e-3,
+         "beta1": 0.0, "beta2": 0.99, "batch_size": 32},
+    ),
     "pix2pix": (
         "Pix2Pix (Isola et al. 2017): U-Net G, 70x70 PatchGAN D on (input, output) pairs, "
         "cGAN + 100 L1; default data: digits edges -> digits",

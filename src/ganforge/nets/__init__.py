@@ -21,13 +21,14 @@ from collections.abc import Callable
 from torch import nn
 
 from ..config import ModelConfig
-from . import dcgan, mlp, resnet
+from . import dcgan, mlp, resnet, stylegan2
 from .layers import apply_spectral_norm, channels_at
 
 NETS: dict[str, Callable[[ModelConfig], tuple[nn.Module, nn.Module]]] = {
     "dcgan": dcgan.build,
     "resnet": resnet.build,
     "mlp": mlp.build,
+    "stylegan2": stylegan2.build,
 }
 
 VECTOR_ARCHS = {"mlp"}  # families for vector data [N, C]: no resolution
