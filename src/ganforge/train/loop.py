@@ -586,7 +586,8 @@ class Trainer:
                 with self.autocast():
                     scalars = phase.fn(ctx)
                 loss = scalars["loss"].float()
-                params = [p for g in opt.param_groups for p in g["params"]]
+                params = ([p for g in opt.param_groups for p in g["params"]]
+                          if self.dist.enabled else [])
                 if self.scaler is not None:
                     self.scaler.scale(loss).backward()
                     self.scaler.unscale_(opt)
