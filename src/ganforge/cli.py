@@ -480,6 +480,22 @@ def features_train(data: str, out_file: Path, resolution: int, epochs: int, seed
               markup=False, highlight=False)
 
 
+def _image_io(fn):
+    """RUN, --input and --out of the commands that convert image files (translate, upscale)."""
+    fn = click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+                      help="output folder (same relative paths, PNG)")(fn)
+    fn = click.option("--input", "input_path", type=click.Path(path_type=Path), required=True,
+                      help="an image file or a folder of images (any size)")(fn)
+    return click.argument("run", type=click.Path(path_type=Path))(fn)
+
+
+def _run_options(fn):
+    """--checkpoint and --device of the commands that use a trained run."""
+    fn = click.option("--device", default="auto", show_default=True)(fn)
+    return click.option("--checkpoint", help="a checkpoint of the run (e.g. best)  "
+                        "[default: latest]")(fn)
+
+
 _ARGV: list[str] = []  # the command line main() was called with (for --nproc)
 
 
@@ -562,17 +578,12 @@ def _convert_each(t, files: list[Path], root: Path, out_dir: Path, channels: int
 
 
 @app.command(context_settings=CONTEXT)
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option("--input", "input_path", type=click.Path(path_type=Path), required=True,
-              help="an image file or a folder of images (any size)")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="output folder (same relative paths, PNG)")
+@_image_io
 @click.option("--direction", default="AtoB", show_default=True,
               help="CycleGAN runs: AtoB (G) or BtoA (F)")
 @click.option("--resize", is_flag=True, help="run at the training resolution and resize the "
               "output back (default: the image's own size, padded to what the net needs)")
-@click.option("--checkpoint", help="a checkpoint of the run (e.g. best)  [default: latest]")
-@click.option("--device", default="auto", show_default=True)
+@_run_options
 def translate(run: Path, input_path: Path, out_dir: Path, direction: str, resize: bool,
               checkpoint: str | None, device: str) -> None:
     """Translate images with a Pix2Pix or CycleGAN run (both directions for CycleGAN)."""
@@ -598,15 +609,10 @@ def translate(run: Path, input_path: Path, out_dir: Path, direction: str, resize
 
 
 @app.command(context_settings=CONTEXT)
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option("--input", "input_path", type=click.Path(path_type=Path), required=True,
-              help="an image file or a folder of images (any size)")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="output folder (same relative paths, PNG)")
+@_image_io
 @click.option("--tile", type=int, default=128, show_default=True,
               help="process big images in tiles of this many input pixels (0 = whole image)")
-@click.option("--checkpoint", help="a checkpoint of the run (e.g. best)  [default: latest]")
-@click.option("--device", default="auto", show_default=True)
+@_run_options
 def upscale(run: Path, input_path: Path, out_dir: Path, tile: int, checkpoint: str | None,
             device: str) -> None:
     """Super-resolve images with an SRGAN run (x2/x4/x8, as trained), any size, tiled."""

@@ -39,6 +39,11 @@ def _adam(params, lr: float, t) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr, betas=(t.beta1, t.beta2))
 
 
+def _g_and_d(G: nn.Module, D: nn.Module, t) -> dict[str, torch.optim.Optimizer]:
+    """One Adam for G (lr_g) and one for D (lr_d), the recipes' usual pair."""
+    return {"D": _adam(D.parameters(), t.lr_d, t), "G": _adam(G.parameters(), t.lr_g, t)}
+
+
 class Pix2PixRecipe:
     img2img = True
     kind = "paired"  # batches {"source", "target"}
@@ -60,9 +65,7 @@ class Pix2PixRecipe:
         return {"G": self.G, "D": self.D}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        t = self.cfg.train
-        return {"D": _adam(self.D.parameters(), t.lr_d, t), "G": _adam(self.G.parameters(),
-                                                                       t.lr_g, t)}
+        return _g_and_d(self.G, self.D, self.cfg.train)
 
     def phases(self) -> list:
         from . import Phase
@@ -247,9 +250,7 @@ class SRGANRecipe:
             self.vgg.to(device)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        t = self.cfg.train
-        return {"D": _adam(self.D.parameters(), t.lr_d, t), "G": _adam(self.G.parameters(),
-                                                                       t.lr_g, t)}
+        return _g_and_d(self.G, self.D, self.cfg.train)
 
     def phases(self) -> list:
         from . import Phase
