@@ -19,12 +19,19 @@ WIDTH = {"dcgan": ["g_channel_base=128", "d_channel_base=128"],
                     "d_channel_max=32"],
          "mlp": ["hidden=32", "batch_size=32"],
          "stylegan2": ["g_channel_base=256", "d_channel_base=256", "g_channel_max=16",
-                       "d_channel_max=16", "latent_dim=16"]}
+                       "d_channel_max=16", "latent_dim=16"],
+         "biggan": ["g_channel_base=256", "d_channel_base=256", "g_channel_max=16",
+                    "d_channel_max=16", "latent_dim=16", "shared_dim=8"]}
 
 
 def _small(preset, *extra):
-    arch = build_config(preset).model.arch
-    return SMALL + WIDTH[arch] + list(extra)
+    cfg = build_config(preset)
+    # the big presets (256x256 StyleGAN2, 128x128 BigGAN) are tried at 64x64: same nets,
+    # one or two blocks fewer (BigGAN's attention moves from 64 to 32, half the side again)
+    res = ["resolution=64"] if cfg.data.resolution > 64 else []
+    if res and cfg.model.attention:
+        res.append("attention=32")
+    return SMALL + WIDTH[cfg.model.arch] + res + list(extra)
 
 
 # the noise-to-sample presets; the image-to-image ones are in tests/test_img2img.py

@@ -164,8 +164,11 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
                    "dataset in the class-folder layout) and a grid with one row per class")
 @click.option("--rejection", type=float, help="discriminator rejection sampling (Azadi et al. "
               "2019): keep samples by the run's D, strictness as a percentile, e.g. 80")
+@click.option("--truncation", type=float, help="truncation trick: StyleGAN psi in [0, 1] "
+              "(w pulled towards its mean), else the z threshold (BigGAN), e.g. 0.7")
 def sample(run: Path, n: int, out_dir: Path | None, grid: Path | None, seed: int, device: str,
-           batch_size: int, cls: str | None, by_class: bool, rejection: float | None) -> None:
+           batch_size: int, cls: str | None, by_class: bool, rejection: float | None,
+           truncation: float | None) -> None:
     """Write N generated images as PNG files, plus a grid (vector data: samples.csv + a
     scatter plot)."""
     from .generate import load
@@ -174,7 +177,11 @@ def sample(run: Path, n: int, out_dir: Path | None, grid: Path | None, seed: int
         raise GanforgeError("--n must be >= 1")
     if by_class and cls is not None:
         raise GanforgeError("--by-class writes every class: drop --class")
+    if rejection is not None and truncation is not None:
+        raise GanforgeError("--rejection and --truncation both trade diversity for quality: "
+                            "use one of them")
     g = _sampler(load(run, device=device))
+    g.check_truncation(truncation)
     out_dir = out_dir or Path(run) / "generated"
     if g.is_vector:
         if by_class:
@@ -182,7 +189,7 @@ def sample(run: Path, n: int, out_dir: Path | None, grid: Path | None, seed: int
         from .plot import scatter_png, write_csv
 
         x = (g.sample_rejection(n, seed, cls, rejection) if rejection is not None
-             else g.sample(n, seed=seed, c=cls, batch_size=batch_size))
+             else g.sample(n, seed=seed, c=cls, batch_size=batch_size, truncation=truncation))
         write_csv(x, out_dir / "samples.csv")
         grid = grid or out_dir / "scatter.png"
         modes = None
@@ -200,7 +207,7 @@ def sample(run: Path, n: int, out_dir: Path | None, grid: Path | None, seed: int
         rows = []
         for k, name in enumerate(g.class_names):
             imgs = _write_pngs(g, n, out_dir / _safe_name(name), seed + k, batch_size, c=k,
-                               rejection=rejection)
+                               rejection=rejection, truncation=truncation)
             rows.append(imgs[:min(n, 10)])
         grid = grid or out_dir / "grid.png"
         from .utils import save_grid
@@ -210,7 +217,8 @@ def sample(run: Path, n: int, out_dir: Path | None, grid: Path | None, seed: int
         err.print(f"wrote {n} images of each of {g.num_classes} classes to {out_dir}/<class>/ "
                   f"and a grid (a row per class) to {grid} (step {g.step})")
         return
-    first = _write_pngs(g, n, out_dir, seed, batch_size, c=cls, rejection=rejection)
+    first = _write_pngs(g, n, out_dir, seed, batch_size, c=cls, rejection=rejection,
+                        truncation=truncation)
     grid = grid or out_dir / "grid.png"
     from .utils import save_grid
 
@@ -223,19 +231,19 @@ def _safe_name(name: str) -> str:
 
 
 def _write_pngs(g, n: int, out_dir: Path, seed: int, batch_size: int, c=None,
-                rejection: float | None = None):
+                rejection: float | None = None, truncation: float | None = None):
     """N samples of ``g`` as 00000.png ... in ``out_dir``; returns the first 64 (uint8)."""
     from .utils import save_png, to_uint8
 
     out_dir.mkdir(parents=True, exist_ok=True)
     kept = g.sample_rejection(n, seed, c, rejection) if rejection is not None else None
-    z, labels = g.noise(n, seed), g.labels(n, c)
+    z, labels = g.noise(n, seed, truncation), g.labels(n, c)
     width = max(5, len(str(n - 1)))
     first = None
     for i in range(0, n, batch_size):
         lab = labels[i:i + batch_size] if labels is not None else None
         imgs = to_uint8(kept[i:i + batch_size] if kept is not None else
-                        g.generate(z[i:i + batch_size], lab, batch_size))
+                        g.generate(z[i:i + batch_size], lab, batch_size, truncation))
         if first is None:
             first = imgs[:64]
         for j, img in enumerate(imgs):
@@ -268,10 +276,14 @@ def torch_cat_rows(rows: list, width: int):
 @click.option("--fps", type=int, default=12, show_default=True, help="frames per second")
 @click.option("--scale", type=int, default=2, show_default=True, help="pixel upscaling")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the points")
+@click.option("--space", type=click.Choice(["z", "w"]), default="z", show_default=True,
+              help="walk in z (slerp) or, for StyleGAN runs, in w (lerp)")
+@click.option("--truncation", type=float, help="truncation trick, as in `ganforge sample`")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps")
 def interpolate(run: Path, out_file: Path, points: int, frames: int, rows: int, fps: int,
-                scale: int, seed: int, device: str) -> None:
-    """Write a GIF of a looping walk between random latent points (slerp)."""
+                scale: int, seed: int, space: str, truncation: float | None,
+                device: str) -> None:
+    """Write a GIF of a looping walk between random latent points (z: slerp; w: lerp)."""
     from PIL import Image
 
     from .generate import load
@@ -281,13 +293,55 @@ def interpolate(run: Path, out_file: Path, points: int, frames: int, rows: int, 
     if fps < 1 or scale < 1:
         raise GanforgeError("--fps and --scale must be >= 1")
     g = _sampler(load(run, device=device))
-    imgs = g.interpolate(points=points, frames=frames, rows=rows, seed=seed)
+    imgs = g.interpolate(points=points, frames=frames, rows=rows, seed=seed, space=space,
+                         truncation=truncation)
     if scale > 1:
         imgs = [im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in imgs]
     out_file.parent.mkdir(parents=True, exist_ok=True)
     imgs[0].save(out_file, save_all=True, append_images=imgs[1:], duration=int(1000 / fps),
                  loop=0)
     err.print(f"wrote {len(imgs)} frames to {out_file}")
+
+
+@app.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--out", "out_file", type=click.Path(path_type=Path),
+              help="PNG file to write  [default: RUN/stylemix.png]")
+@click.option("--rows", type=int, default=4, show_default=True,
+              help="row sources (they keep the layers not in --layers)")
+@click.option("--cols", type=int, default=4, show_default=True,
+              help="column sources (they give the layers in --layers)")
+@click.option("--layers", help="layers taken from the column sources, e.g. 0-3 or 0,1,5  "
+              "[default: the coarse half]")
+@click.option("--truncation", type=float, help="truncation psi in [0, 1]")
+@click.option("--class", "cls", help="conditional runs: this class for every image")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the sources")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps")
+def stylemix(run: Path, out_file: Path | None, rows: int, cols: int, layers: str | None,
+             truncation: float | None, cls: str | None, seed: int, device: str) -> None:
+    """Write a style-mixing grid of a StyleGAN run: column sources' coarse styles on row
+    sources."""
+    from .generate import load
+    from .utils import save_png
+
+    g = _sampler(load(run, device=device))
+    grid = g.style_mix(rows, cols, seed, _parse_layers(layers) if layers else None,
+                       truncation, cls)
+    out_file = out_file or Path(run) / "stylemix.png"
+    save_png(grid, out_file)
+    err.print(f"wrote a {rows}x{cols} style-mixing grid to {out_file} (step {g.step})")
+
+
+def _parse_layers(text: str) -> list[int]:
+    """``"0-3"``, ``"0,1,5"`` or ``"0-2,6"`` -> layer indices."""
+    out: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            a, _, b = part.partition("-")
+            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    except ValueError:
+        raise GanforgeError(f"--layers {text!r}: write layer numbers like 0-3 or 0,1,5") from None
+    return out
 
 
 @app.command(context_settings=CONTEXT)

@@ -56,6 +56,9 @@ class ModelConfig:
     dropout: float = 0.5  # U-Net decoder dropout, pix2pix's noise source (0 = off)
     d_layers: int = 3  # PatchGAN stride-2 layers (3 = the 70x70 PatchGAN)
     norm: str = "batch"  # image-to-image nets: batch or instance normalisation
+    mapping_layers: int = 8  # StyleGAN2: layers of the mapping network z -> w
+    attention: int = 0  # BigGAN: self-attention block at this resolution in G and D (0 = off)
+    shared_dim: int = 128  # BigGAN: size of the shared class embedding fed to G's blocks
     # filled in from the data when a run starts; kept so a run rebuilds without its data
     num_classes: int = 0  # classes seen by conditional nets (0 = unconditional)
     resolution: int = 0  # image side the nets are built for (0 for vector data)
@@ -83,6 +86,17 @@ class TrainConfig:
     ema: float = 0.0  # generator EMA decay used for sampling and evaluation (0 = off)
     diffaug: str = ""  # DiffAugment policy applied to real and fake: color,translation,cutout
     aux_weight: float = 1.0  # AC-GAN: weight of the auxiliary classification loss
+    ada_target: float = 0.0  # ADA: target of E[sign D(real)] that tunes p (0 = off; 0.6 typical)
+    ada_p: float = 0.0  # ADA: starting augmentation probability (fixed when ada_target = 0)
+    ada_interval: int = 4  # ADA: D steps between adjustments of p
+    ada_kimg: float = 500.0  # ADA: thousand images for p to go from 0 to 1 at full speed
+    ada_pipeline: str = "bgc"  # ADA ops: b (flips, rot90, shifts), g (geometric), c (colour)
+    style_mixing: float = 0.0  # StyleGAN2: probability of mixing two latents in a batch
+    pl_weight: float = 0.0  # StyleGAN2 path-length regularisation weight (0 = off; 2 typical)
+    pl_every: int = 4  # lazy path-length regularisation: every k steps, scaled by k
+    pl_decay: float = 0.01  # path-length: decay of the running mean length
+    pl_batch_shrink: int = 2  # path-length: batch divided by this for the penalty
+    ortho: float = 0.0  # BigGAN orthogonal regularisation of G's weights (0 = off; 1e-4)
     topk: float = 0.0  # top-k G updates: min fraction of fakes, best by D, in G's loss (0 = off)
     topk_decay: float = 0.99  # top-k: kept fraction = max(topk, topk_decay ** epoch)
     on_divergence: str = "stop"  # on NaN/inf: stop, or rollback (last good checkpoint, lr / 2)
@@ -230,14 +244,45 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
          "lr_decay_start": 0.5, "max_steps": 16000, "sample_every": 2000,
          "checkpoint_every": 4000, "log_every": 200},
     ),
+    "stylegan2": (
+        "StyleGAN2 (Karras et al. 2020) at 256x256 as in its paper: 8-layer mapping net, "
+        "style mixing 0.9, lazy R1 1 and path length 2, EMA, ADA for small datasets",
+        {"arch": "stylegan2", "resolution": 256, "latent_dim": 512, "mapping_layers": 8,
+         "g_channel_base": 16384, "g_channel_max": 512, "d_channel_base": 16384,
+         "d_channel_max": 512, "r1": 1.0, "r1_every": 16, "pl_weight": 2.0, "pl_every": 4,
+         "style_mixing": 0.9, "ema": 0.998, "ada_target": 0.6, "lr_g": 2.5e-3,
+         "lr_d": 2.5e-3, "beta1": 0.0, "beta2": 0.99, "batch_size": 32, "mbstd": 4,
+         "max_steps": 100_000, "sample_every": 1000, "checkpoint_every": 2000},
+    ),
     "stylegan2-small": (
-        "StyleGAN2-style nets (Karras et al. 2020) small enough for a CPU at 32x32: mapping "
-        "net, modulated convs, noise, skip G, residual D with minibatch std; lazy R1, EMA "
-        "(no path-length regularisation or ADA yet)",
-        {"arch": "stylegan2", "latent_dim": 128, "g_channel_base": 4096,
-         "g_channel_max": 128, "d_channel_base": 4096, "d_channel_max": 128,
-         "r1": 1.0, "r1_every": 16, "ema": 0.999, "lr_g": 2.5e-3, "lr_d": 2.5e-3,
-         "beta1": 0.0, "beta2": 0.99, "batch_size": 32},
+        "StyleGAN2 nets small enough for a CPU at 32x32 (its CIFAR setup: 2-layer mapping, "
+        "no path length), style mixing 0.9, lazy R1, EMA, ADA",
+        {"arch": "stylegan2", "latent_dim": 128, "mapping_layers": 2,
+         "g_channel_base": 4096, "g_channel_max": 128, "d_channel_base": 4096,
+         "d_channel_max": 128, "r1": 1.0, "r1_every": 16, "style_mixing": 0.9,
+         "ema": 0.999, "ada_target": 0.6, "ada_kimg": 100.0, "lr_g": 2.5e-3,
+         "lr_d": 2.5e-3, "beta1": 0.0, "beta2": 0.99, "batch_size": 32},
+    ),
+    "biggan": (
+        "BigGAN (Brock et al. 2019) at 128x128: class-conditional, hierarchical z, shared "
+        "embedding + conditional BN, self-attention at 64, spectral norm in G and D, hinge, "
+        "orthogonal reg, EMA",
+        {"arch": "biggan", "resolution": 128, "latent_dim": 120, "shared_dim": 128,
+         "attention": 64, "g_cond": "cbn", "d_cond": "projection", "spectral_norm": "both",
+         "loss": "hinge", "ortho": 1e-4, "ema": 0.9999, "lr_g": 1e-4, "lr_d": 4e-4,
+         "beta1": 0.0, "beta2": 0.999, "n_critic": 2, "batch_size": 256,
+         "g_channel_base": 12288, "g_channel_max": 1536, "d_channel_base": 12288,
+         "d_channel_max": 1536, "max_steps": 100_000, "sample_every": 1000,
+         "checkpoint_every": 2000},
+    ),
+    "biggan-small": (
+        "BigGAN nets small enough for a CPU at 32x32: class-conditional, hierarchical z, "
+        "shared embedding, attention at 16, spectral norm in G and D, hinge, orthogonal reg",
+        {"arch": "biggan", "latent_dim": 64, "shared_dim": 32, "attention": 16,
+         "g_cond": "cbn", "d_cond": "projection", "spectral_norm": "both", "loss": "hinge",
+         "ortho": 1e-4, "ema": 0.999, "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0,
+         "beta2": 0.999, "n_critic": 2, "batch_size": 64, "g_channel_base": 2048,
+         "g_channel_max": 256, "d_channel_base": 2048, "d_channel_max": 256},
     ),
     "pix2pix": (
         "Pix2Pix (Isola et al. 2017): U-Net G, 70x70 PatchGAN D on (input, output) pairs, "
@@ -423,6 +468,10 @@ IMG2IMG_TASKS = ("aligned", "folders", "unpaired", "edges2image", "gray2color",
                  "lowres2highres", "invert")
 
 
+# families that go beyond 128x128: the resolutions they are built for
+BIG_RES = {"stylegan2": (32, 1024), "biggan": (32, 512)}
+
+
 def validate(cfg: Config) -> None:
     from .losses import LOSSES
     from .nets import NETS
@@ -438,6 +487,11 @@ def validate(cfg: Config) -> None:
     if img2img:
         need(d.resolution in (16, 32, 64, 128, 256, 512),
              f"resolution={d.resolution} is not supported: use a power of two, 16 to 512")
+    elif m.arch in BIG_RES:
+        lo, hi = BIG_RES[m.arch]
+        need(d.resolution in [2**i for i in range(5, 11)] and lo <= d.resolution <= hi,
+             f"resolution={d.resolution} is not supported by {m.arch}: use a power of two, "
+             f"{lo} to {hi}")
     else:
         need(d.resolution in (32, 64, 128),
              f"resolution={d.resolution} is not supported: use 32, 64 or 128")
@@ -485,6 +539,21 @@ def validate(cfg: Config) -> None:
     need(not bad, f"unknown diffaug policy {bad[0]!r}: use any of "
                   f"{','.join(POLICIES)}" if bad else "")
     need(t.aux_weight >= 0, "aux_weight must be >= 0")
+    need(0 <= t.ada_target < 1, "ada_target must be in [0, 1) (0 = off, 0.6 typical)")
+    need(0 <= t.ada_p <= 1, "ada_p must be in [0, 1]")
+    need(t.ada_interval >= 1 and t.ada_kimg > 0, "ada_interval must be >= 1 and ada_kimg > 0")
+    need(t.ada_pipeline != "" and set(t.ada_pipeline) <= set("bgc"),
+         f"ada_pipeline={t.ada_pipeline!r}: use letters of bgc (b blit, g geometric, c colour)")
+    need(0 <= t.style_mixing <= 1, "style_mixing must be in [0, 1]")
+    need(t.pl_weight >= 0 and t.pl_every >= 1 and t.pl_batch_shrink >= 1
+         and 0 < t.pl_decay <= 1,
+         "pl_weight must be >= 0, pl_every and pl_batch_shrink >= 1, pl_decay in (0, 1]")
+    need(t.ortho >= 0, "ortho must be >= 0")
+    style = m.arch == "stylegan2"
+    need(style or (t.style_mixing == 0 and t.pl_weight == 0),
+         "style_mixing and pl_weight need a style generator: use arch=stylegan2")
+    need(m.mapping_layers >= 1, "mapping_layers must be >= 1")
+    need(m.attention >= 0 and m.shared_dim >= 1, "attention must be >= 0, shared_dim >= 1")
     from .metrics.evaluate import DIRECTION
 
     need(t.eval_every >= 0, "eval_every must be >= 0 (0 = off)")

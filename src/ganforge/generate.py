@@ -62,21 +62,66 @@ class TrainedGAN:
     def latent_dim(self) -> int:
         return self.cfg.model.latent_dim
 
-    def noise(self, n: int, seed: int | None = None) -> torch.Tensor:
+    @property
+    def is_style(self) -> bool:
+        """Whether G splits into a mapping network and a synthesis network (StyleGAN2)."""
+        return hasattr(self.G, "mapping") and hasattr(self.G, "synthesis")
+
+    def check_truncation(self, truncation: float | None) -> None:
+        if truncation is None:
+            return
+        if self.is_style and not 0 <= truncation <= 2:
+            raise GanforgeError(f"--truncation {truncation}: StyleGAN's psi goes from 0 (the "
+                                "mean image) to 1 (no truncation); use a value in [0, 1]")
+        if not self.is_style and truncation <= 0:
+            raise GanforgeError(f"--truncation {truncation}: the latent threshold must be > 0 "
+                                "(e.g. 0.5 to 2; smaller = closer to typical samples)")
+
+    def noise(self, n: int, seed: int | None = None, truncation: float | None = None
+              ) -> torch.Tensor:
+        """``n`` latent codes [n, latent_dim] from N(0, I), reproducible with ``seed``.
+
+        ``truncation`` for generators without a mapping network (BigGAN, DCGAN, ...): the
+        truncation trick of BigGAN (Brock et al. 2019), every component beyond +-truncation
+        redrawn until it falls inside. StyleGAN runs truncate in w instead (:meth:`generate`).
+        """
+        self.check_truncation(truncation)
         g = torch.Generator().manual_seed(seed) if seed is not None else None
-        return torch.randn(n, self.latent_dim, generator=g)
+        z = torch.randn(n, self.latent_dim, generator=g)
+        if truncation is not None and not self.is_style:
+            for _ in range(1000):
+                out = z.abs() > truncation
+                if not out.any():
+                    break
+                z[out] = torch.randn(int(out.sum()), generator=g)
+            else:  # pragma: no cover - needs a threshold far below 0.01
+                z = z.clamp(-truncation, truncation)
+        return z
+
+    def _g(self, z: torch.Tensor, c: torch.Tensor | None, truncation: float | None,
+           noise_mode: str = "random") -> torch.Tensor:
+        if self.is_style:
+            return self.G(z, c, truncation_psi=1.0 if truncation is None else truncation,
+                          noise_mode=noise_mode)
+        return self.G(z, c)
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, c: torch.Tensor | None = None,
-                 batch_size: int = 256) -> torch.Tensor:
+                 batch_size: int = 256, truncation: float | None = None,
+                 noise_mode: str = "random") -> torch.Tensor:
         """Samples for latent codes ``z`` [N, latent_dim] (and labels ``c`` [N]): images float
-        [N, C, R, R] in [-1, 1], or vectors [N, D], on the CPU."""
+        [N, C, R, R] in [-1, 1], or vectors [N, D], on the CPU. ``truncation`` (StyleGAN
+        runs): w = w_avg + psi (w - w_avg); other runs truncate z when it is drawn
+        (:meth:`noise`). ``noise_mode`` (StyleGAN runs): random, const or none per-pixel
+        noise."""
+        self.check_truncation(truncation)
         if c is None and self.num_classes:
             c = self.labels(z.shape[0])
         out = []
         for i in range(0, z.shape[0], batch_size):
             ci = c[i:i + batch_size].to(self.device) if c is not None else None
-            out.append(self.G(z[i:i + batch_size].to(self.device), ci).float().cpu())
+            out.append(self._g(z[i:i + batch_size].to(self.device), ci, truncation,
+                               noise_mode).float().cpu())
         if not out:
             m = self.cfg.model
             shape = (0, m.channels) if self.is_vector else (0, m.channels, m.resolution,
@@ -85,11 +130,13 @@ class TrainedGAN:
         return torch.cat(out)
 
     def sample(self, n: int, seed: int | None = None, c: int | str | None = None,
-               batch_size: int = 256) -> torch.Tensor:
+               batch_size: int = 256, truncation: float | None = None) -> torch.Tensor:
         """``n`` samples (of class ``c`` for conditional runs; balanced over classes when None):
         float [n, C, R, R] in [-1, 1] (or [n, D] vectors), on the CPU; reproducible with
-        ``seed``."""
-        return self.generate(self.noise(n, seed), self.labels(n, c), batch_size)
+        ``seed``. ``truncation``: psi for StyleGAN runs (1 = off), the latent threshold for
+        the others (see :meth:`noise`)."""
+        return self.generate(self.noise(n, seed, truncation), self.labels(n, c), batch_size,
+                             truncation)
 
     def discriminator(self) -> torch.nn.Module:
         """The run's D from the same checkpoint (for rejection sampling), in eval mode."""
@@ -165,26 +212,98 @@ class TrainedGAN:
         return [to_pil(x) for x in to_uint8(self.sample(n, seed, c))]
 
     def interpolate(self, points: int = 4, frames: int = 16, rows: int = 4,
-                    seed: int | None = None) -> list:
-        """A looping walk through ``points`` random latent codes (slerp, ``frames`` a leg) for
-        ``rows`` walks at once; returns PIL frames, each a row of ``rows`` images."""
+                    seed: int | None = None, space: str = "z",
+                    truncation: float | None = None) -> list:
+        """A looping walk through ``points`` random latent codes (``frames`` a leg) for
+        ``rows`` walks at once; returns PIL frames, each a row of ``rows`` images. ``space``:
+        ``z`` (slerp between latent codes) or ``w`` (StyleGAN runs: lerp between the mapped
+        latents, the smoother walk of the StyleGAN papers). StyleGAN runs use fixed per-pixel
+        noise so only the latent moves."""
         if points < 2 or frames < 1 or rows < 1:
             raise GanforgeError("interpolate needs points >= 2, frames >= 1 and rows >= 1")
-        keys = self.noise(rows * points, seed).view(rows, points, -1)
+        if space not in ("z", "w"):
+            raise GanforgeError(f"--space {space!r}: use z or w")
+        if space == "w" and not self.is_style:
+            raise GanforgeError(f"--space w needs a StyleGAN run (its mapping network makes w); "
+                                f"this run's generator is {self.cfg.model.arch}: use --space z")
+        if self.is_vector:
+            raise GanforgeError("interpolate makes image GIFs; this run generates vectors")
+        keys = self.noise(rows * points, seed, truncation)
+        c = self.labels(rows)
+        mode = "const" if self.is_style else "random"
+        if space == "w":
+            with torch.no_grad():
+                ck_ = c.repeat_interleave(points).to(self.device) if c is not None else None
+                psi = 1.0 if truncation is None else truncation
+                keys = self.G.mapping(keys.to(self.device), ck_, psi)[:, 0].float().cpu()
+        keys = keys.view(rows, points, -1)
         zs = []
         for p in range(points):
             a, b = keys[:, p], keys[:, (p + 1) % points]
             for f in range(frames):
-                zs.append(slerp(a, b, f / frames))
-        z = torch.stack(zs)  # [T, rows, latent]
-        if self.is_vector:
-            raise GanforgeError("interpolate makes image GIFs; this run generates vectors")
-        c = self.labels(rows)
+                zs.append(torch.lerp(a, b, f / frames) if space == "w"
+                          else slerp(a, b, f / frames))
+        z = torch.stack(zs)  # [T, rows, latent or w_dim]
         c = c.repeat(z.shape[0]) if c is not None else None
-        imgs = to_uint8(self.generate(z.flatten(0, 1), c))
+        if space == "w":
+            ws = z.flatten(0, 1)[:, None].expand(-1, self.G.num_ws, -1)
+            imgs = to_uint8(self.synthesize(ws, noise_mode=mode))
+        else:
+            imgs = to_uint8(self.generate(z.flatten(0, 1), c, truncation=truncation,
+                                          noise_mode=mode))
         imgs = imgs.view(z.shape[0], rows, *imgs.shape[1:])
         nrow = math.ceil(math.sqrt(rows))
         return [to_pil(make_grid(frame, nrow=nrow)) for frame in imgs]
+
+    @torch.no_grad()
+    def synthesize(self, ws: torch.Tensor, batch_size: int = 256,
+                   noise_mode: str = "random") -> torch.Tensor:
+        """StyleGAN runs: images [N, C, R, R] in [-1, 1] (CPU) from per-layer latents ws
+        [N, num_ws, w_dim]."""
+        if not self.is_style:
+            raise GanforgeError(f"this run's generator ({self.cfg.model.arch}) has no w space: "
+                                "train with --preset stylegan2-small or stylegan2")
+        return torch.cat([self.G.synthesis(ws[i:i + batch_size].to(self.device),
+                                           noise_mode=noise_mode).float().cpu()
+                          for i in range(0, ws.shape[0], batch_size)])
+
+    @torch.no_grad()
+    def style_mix(self, rows: int = 4, cols: int = 4, seed: int | None = None,
+                  layers: list[int] | None = None, truncation: float | None = None,
+                  c: int | str | None = None) -> torch.Tensor:
+        """The style-mixing figure of the StyleGAN papers as one uint8 grid
+        [C, (rows+1)*R, (cols+1)*R]: the top row shows the ``cols`` column sources, the left
+        column the ``rows`` row sources, and cell (i, j) row source i with column source j's
+        ws on ``layers`` (default: the coarse half of the layers, which carries pose and
+        shape; the fine layers carry colour and texture). Fixed per-pixel noise."""
+        if not self.is_style:
+            raise GanforgeError(f"style mixing needs a StyleGAN run (arch=stylegan2, e.g. "
+                                f"--preset stylegan2-small); this run's generator is "
+                                f"{self.cfg.model.arch}")
+        if rows < 1 or cols < 1:
+            raise GanforgeError("style mixing needs rows >= 1 and cols >= 1")
+        num_ws = self.G.num_ws
+        layers = list(range(num_ws // 2)) if layers is None else list(layers)
+        bad = [i for i in layers if not 0 <= i < num_ws]
+        if bad or not layers:
+            raise GanforgeError(f"--layers: this generator has layers 0..{num_ws - 1} "
+                                f"(got {bad or 'none'})")
+        z = self.noise(rows + cols, seed)
+        labels = self.labels(rows + cols, c)
+        psi = 1.0 if truncation is None else truncation
+        self.check_truncation(truncation)
+        ws = self.G.mapping(z.to(self.device),
+                            labels.to(self.device) if labels is not None else None, psi)
+        row_ws, col_ws = ws[:rows], ws[rows:]
+        mixed = row_ws[:, None].repeat(1, cols, 1, 1)  # [rows, cols, L, w]
+        mixed[:, :, layers] = col_ws[None, :, layers]
+        src = to_uint8(self.synthesize(ws, noise_mode="const"))
+        cells = to_uint8(self.synthesize(mixed.flatten(0, 1), noise_mode="const"))
+        blank = torch.full_like(src[:1], 255)
+        grid = [blank, src[rows:]]
+        for i in range(rows):
+            grid += [src[i:i + 1], cells[i * cols:(i + 1) * cols]]
+        return make_grid(torch.cat(grid), nrow=cols + 1)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

@@ -1,7 +1,8 @@
-"""Discriminator regularisers as pure functions (no optimiser, no backward)."""
+"""Regularisers as pure functions (no optimiser, no backward)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -37,3 +38,36 @@ def clip_weights(net: nn.Module, clip: float) -> None:
     """The original WGAN's weight clipping of every parameter to [-clip, clip]."""
     for p in net.parameters():
         p.clamp_(-clip, clip)
+
+
+def path_lengths(img: torch.Tensor, ws: torch.Tensor,
+                 gen: torch.Generator | None = None) -> torch.Tensor:
+    """StyleGAN2's path lengths (Karras et al. 2020): ``||J_w^T y||_2`` per sample [N] for a
+    random image-space direction ``y ~ N(0, I) / sqrt(H * W)``, with J_w the Jacobian of the
+    images [N, C, H, W] with respect to the per-layer latents ``ws`` [N, L, w_dim] (the norm
+    over w_dim is averaged over the L layers, as in the official code). Keeps the graph: the
+    penalty ``(lengths - running_mean)^2`` is backpropagated into G."""
+    y = torch.randn(img.shape, generator=gen, device=img.device, dtype=img.dtype)
+    y = y / math.sqrt(img.shape[2] * img.shape[3])
+    (grad,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
+    return grad.float().square().sum(2).mean(1).sqrt()
+
+
+def ortho_penalty(net: nn.Module, skip: tuple[str, ...] = ("embed", "shared")) -> torch.Tensor:
+    """BigGAN's orthogonal regularisation (Brock et al. 2019): the sum over weight matrices W
+    (conv kernels flattened to [out, in*k*k]) of ``||W W^T * (1 - I)||_F^2``, which pushes the
+    filters towards orthogonality without constraining their norms. 1-D parameters (biases,
+    gains) and embeddings (names containing any of ``skip``) are left out, as in the paper's
+    code. With spectral norm the penalty applies to the stored (unnormalised) weight."""
+    total = None
+    for name, p in net.named_parameters():
+        if p.dim() < 2 or not p.requires_grad or any(s in name for s in skip):
+            continue
+        w = p.flatten(1).float()
+        gram = w @ w.t()
+        off = gram - torch.diag_embed(torch.diagonal(gram))
+        term = off.square().sum()
+        total = term if total is None else total + term
+    if total is None:
+        return torch.zeros(())
+    return total

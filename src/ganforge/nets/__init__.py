@@ -21,7 +21,7 @@ from collections.abc import Callable
 from torch import nn
 
 from ..config import ModelConfig
-from . import dcgan, mlp, resnet, stylegan2
+from . import biggan, dcgan, mlp, resnet, stylegan2
 from .layers import apply_spectral_norm, channels_at
 
 NETS: dict[str, Callable[[ModelConfig], tuple[nn.Module, nn.Module]]] = {
@@ -29,6 +29,7 @@ NETS: dict[str, Callable[[ModelConfig], tuple[nn.Module, nn.Module]]] = {
     "resnet": resnet.build,
     "mlp": mlp.build,
     "stylegan2": stylegan2.build,
+    "biggan": biggan.build,
 }
 
 VECTOR_ARCHS = {"mlp"}  # families for vector data [N, C]: no resolution

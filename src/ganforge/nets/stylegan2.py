@@ -19,8 +19,9 @@ Deviations from the official code (NVlabs/stylegan2-ada-pytorch), all deliberate
   equalised linear on one-hot labels: the same thing); D's projection term is
   ``<embed(c), h> / sqrt(dim h)`` (Miyato & Koyama 2018, scaled as the official cmap).
 - No conv_clamp / fp16-specific paths, no fused modconv switch (always the grouped conv).
-- Regularisers (lazy R1, path-length) and the G EMA belong to a recipe / the training loop,
-  not to these modules. ``w_avg`` is updated (EMA 0.995) on every mapping forward in train mode.
+- Regularisers (lazy R1, path-length), style mixing and the G EMA belong to the recipe
+  (``ganforge.recipes.gan``) / the training loop, not to these modules. ``w_avg`` is
+  updated (EMA 0.995) on every mapping forward in train mode.
 - The equalised layers are not ``nn.Conv2d`` / ``nn.Linear``, so ``spectral_norm`` in the
   config has no effect on them (StyleGAN2 does not use it).
 """
@@ -400,7 +401,7 @@ def build(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
     if cfg.d_cond not in D_CONDS:
         raise ValueError(f"stylegan2: d_cond={cfg.d_cond!r} not supported, use none or projection")
     g = Generator(cfg.latent_dim, cfg.latent_dim, cfg.resolution, cfg.channels,
-                  cfg.g_channel_base, cfg.g_channel_max, kg)
+                  cfg.g_channel_base, cfg.g_channel_max, kg, cfg.mapping_layers)
     d = Discriminator(cfg.resolution, cfg.channels, cfg.d_channel_base, cfg.d_channel_max,
                       cfg.num_classes, cfg.d_cond, cfg.mbstd or 4, cfg.pack)
     return g, d

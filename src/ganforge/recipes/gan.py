@@ -2,20 +2,30 @@
 then a G step on the fakes of the last D step (the seed's order), plus a lazy R1 phase.
 
 Everything the zoo varies is an option of this recipe: the loss (minimax, non-saturating,
-Wasserstein, hinge, least squares), WGAN weight clipping, WGAN-GP, R1, DiffAugment, PacGAN
-packing and conditioning (cGAN, AC-GAN, projection). The nets decide their own architecture.
+Wasserstein, hinge, least squares), WGAN weight clipping, WGAN-GP, R1, DiffAugment, adaptive
+augmentation (ADA), PacGAN packing, conditioning (cGAN, AC-GAN, projection), and for the
+high-fidelity generators StyleGAN2's style mixing and lazy path-length regularisation and
+BigGAN's orthogonal regularisation. The nets decide their own architecture.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as tdist
 import torch.nn.functional as F
 from torch import nn
 
+from ..ada import AdaController, ada_augment
 from ..augment import diff_augment
 from ..config import Config
 from ..losses import LOSSES, PROBABILISTIC
-from ..regularizers import clip_weights, gradient_penalty, r1_penalty
+from ..regularizers import (
+    clip_weights,
+    gradient_penalty,
+    ortho_penalty,
+    path_lengths,
+    r1_penalty,
+)
 
 
 def real_of(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -32,6 +42,27 @@ class GANRecipe:
         self.num_classes = cfg.model.num_classes
         self.conditional = self.num_classes > 0
         self.aux = cfg.model.d_cond == "aux"
+        t = cfg.train
+        # ADA: p tuned from the sign of D on real images (off when ada_target = 0: p fixed)
+        self.ada = (AdaController(t.ada_target, t.ada_interval, t.ada_kimg, t.ada_p)
+                    if t.ada_target > 0 else None)
+        # a style generator (StyleGAN2) splits into mapping -> ws -> synthesis
+        self.style = hasattr(G, "mapping") and hasattr(G, "synthesis")
+        self.pl_mean = torch.zeros(())  # running mean of the path lengths
+
+    def state_dict(self) -> dict:
+        """What the recipe learns besides weights: ADA's p, the mean path length."""
+        return {"ada": self.ada.state_dict() if self.ada is not None else None,
+                "pl_mean": float(self.pl_mean)}
+
+    def load_state_dict(self, state: dict, device: torch.device | None = None) -> None:
+        if self.ada is not None and state.get("ada"):
+            self.ada.load_state_dict(state["ada"])
+        self.pl_mean = torch.tensor(float(state.get("pl_mean", 0.0)))
+
+    @property
+    def ada_p(self) -> float:
+        return self.ada.p if self.ada is not None else self.cfg.train.ada_p
 
     def nets(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D}
@@ -59,6 +90,9 @@ class GANRecipe:
         if t.r1 > 0:
             phases.append(Phase("Dreg", opt="D", fn=self.r1_step, trainable=("D",),
                                 interval=t.r1_every))
+        if t.pl_weight > 0:
+            phases.append(Phase("Greg", opt="G", fn=self.pl_step, trainable=("G",),
+                                interval=t.pl_every))
         return phases
 
     # -- pieces -----------------------------------------------------------------------------
@@ -72,8 +106,12 @@ class GANRecipe:
                              device=ctx["device"])
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        policy = self.cfg.train.diffaug
-        return diff_augment(x, policy) if policy else x
+        """What D sees of real and fake samples alike: DiffAugment, then ADA at its p."""
+        t = self.cfg.train
+        if t.diffaug:
+            x = diff_augment(x, t.diffaug)
+        p = self.ada_p
+        return ada_augment(x, p, pipeline=t.ada_pipeline) if p > 0 else x
 
     def d(self, x: torch.Tensor, c: torch.Tensor | None, with_aux: bool = False):
         """D on (augmented) samples; PacGAN packs ``pack`` samples into one D input."""
@@ -88,7 +126,25 @@ class GANRecipe:
 
     def generate(self, ctx: dict, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         c = self.sample_labels(ctx, n)
+        if self.style:
+            return self.G.synthesis(self.mapping(ctx, n, c)), c
         return self.G(ctx["sample_z"](n), c), c
+
+    def mapping(self, ctx: dict, n: int, c: torch.Tensor | None) -> torch.Tensor:
+        """A style generator's per-layer latents ws [n, L, w_dim]; with ``style_mixing`` = p,
+        a batch takes, with probability p, a second latent's ws from a random layer on
+        (Karras et al. 2019), so neighbouring styles do not learn to depend on each other."""
+        ws = self.G.mapping(ctx["sample_z"](n), c)
+        prob = self.cfg.train.style_mixing
+        if prob > 0:
+            # drawn from the step's noise generator: every rank draws the same cut
+            u = float(torch.rand((), generator=ctx["noise"], device=ctx["device"]))
+            cut = int(torch.randint(1, ws.shape[1], (), generator=ctx["noise"],
+                                    device=ctx["device"]))
+            z2 = ctx["sample_z"](n)  # drawn either way, so the noise stream does not fork
+            if u < prob:
+                ws = torch.cat([ws[:, :cut], self.G.mapping(z2, c)[:, cut:]], dim=1)
+        return ws
 
     # -- phases -----------------------------------------------------------------------------
 
@@ -117,6 +173,12 @@ class GANRecipe:
             gp = gradient_penalty(lambda x: self.d(x, real_c), real_in, fake_in)
             out["gp"] = gp.detach()
             loss = loss + self.cfg.train.gp * gp
+        if self.ada is not None:
+            self.ada.accumulate(real_logits.detach())
+            self.ada.step(real.shape[0] * _world(), reduce=_all_reduce_sum)
+            out["ada_rt"] = torch.tensor(self.ada.rt)
+        if self.ada is not None or self.cfg.train.ada_p > 0:
+            out["ada_p"] = torch.tensor(self.ada_p)
         score = torch.sigmoid if self.probabilistic else (lambda v: v)
         out["D(x)"] = score(real_logits.detach()).mean()
         out["D(G(z))"] = score(fake_logits.detach()).mean()
@@ -137,7 +199,25 @@ class GANRecipe:
         else:
             logits = self.d(self.augment(fake), c)
             out["loss"] = self.loss.g(logits[self.top_k(ctx, logits)])
+        t = self.cfg.train
+        if t.ortho > 0:
+            ortho = ortho_penalty(self.G)
+            out["ortho"] = ortho.detach()
+            out["loss"] = out["loss"] + t.ortho * ortho
         return out
+
+    def pl_step(self, ctx: dict) -> dict[str, torch.Tensor]:
+        """Lazy path-length regularisation (StyleGAN2): ``pl_weight * (|J_w^T y| - a)^2`` with
+        ``a`` the running mean length, on ``batch / pl_batch_shrink`` fakes, every
+        ``pl_every`` steps, scaled by ``pl_every``."""
+        t = self.cfg.train
+        n = max(1, real_of(ctx["batch"]).shape[0] // t.pl_batch_shrink)
+        ws = self.mapping(ctx, n, self.sample_labels(ctx, n))
+        lengths = path_lengths(self.G.synthesis(ws), ws)
+        mean = _all_reduce_sum(lengths.mean().detach().reshape(1)) / _world()
+        self.pl_mean = self.pl_mean.to(lengths.device).lerp(mean[0], t.pl_decay)
+        penalty = (lengths - self.pl_mean).square().mean()
+        return {"loss": penalty * t.pl_weight * t.pl_every, "pl_len": mean[0]}
 
     def top_k(self, ctx: dict, logits: torch.Tensor) -> torch.Tensor | slice:
         """Top-k G updates (Sinha et al. 2020): G learns only from the fakes D rates most
@@ -159,3 +239,15 @@ class GANRecipe:
         c = batch.get("label") if self.conditional else None
         penalty = r1_penalty(lambda x: self.d(x, c), self.augment(real_of(batch)))
         return {"loss": penalty * (t.r1 / 2) * t.r1_every, "r1": penalty.detach()}
+
+
+def _world() -> int:
+    return tdist.get_world_size() if tdist.is_available() and tdist.is_initialized() else 1
+
+
+def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """The sum of ``x`` over every process of a multi-process run (``x`` itself otherwise)."""
+    if _world() > 1:
+        x = x.clone()
+        tdist.all_reduce(x)
+    return x

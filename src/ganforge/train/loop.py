@@ -75,8 +75,9 @@ def fill_model_shape(cfg: Config, data) -> None:
         if not data.num_classes:
             raise GanforgeError(
                 f"conditional nets (g_cond={m.g_cond}, d_cond={m.d_cond}) need class labels but "
-                f"{data.name} has none: use a folder with one sub-folder per class, or a "
-                "labelled dataset such as digits")
+                f"{data.name} has none: use a folder with one sub-folder per class or a "
+                "labelled dataset such as digits, or train unconditionally with g_cond=none "
+                "d_cond=none")
         if m.num_classes and m.num_classes != data.num_classes:
             raise GanforgeError(f"{data.name} has {data.num_classes} classes but the run's nets "
                                 f"were built for {m.num_classes}")
@@ -570,6 +571,7 @@ class Trainer:
 
     def _one_step(self, ctx: dict) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
+        g_stepped = False
         for phase in self.phases:
             if self.step % phase.interval or (phase.when is not None and
                                               not phase.when(self.step)):
@@ -602,8 +604,9 @@ class Trainer:
                     phase.after()
             for k, v in scalars.items():
                 out[f"{phase.name}_loss" if k == "loss" else k] = v.detach()
-            if phase.opt == "G" and self.G_ema is not None:
-                self._update_ema()
+            g_stepped = g_stepped or phase.opt == "G"
+        if g_stepped and self.G_ema is not None:  # once a step, after G's last update
+            self._update_ema()
         for name, net in self.nets.items():
             net.requires_grad_(name != "G_ema")
         return out
@@ -653,15 +656,17 @@ class Meter:
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}  # steps that reported each scalar (lazy phases: fewer)
         self.count = 0
 
     def add(self, scalars: dict[str, torch.Tensor]) -> None:
         for k, v in scalars.items():
             self.sums[k] = self.sums[k] + v if k in self.sums else v
+            self.counts[k] = self.counts.get(k, 0) + 1
         self.count += 1
 
     def mean(self) -> dict[str, float]:
-        return {k: float(v) / max(self.count, 1) for k, v in self.sums.items()}
+        return {k: float(v) / max(self.counts[k], 1) for k, v in self.sums.items()}
 
 
 def _fmt(stats: dict[str, float]) -> str:
