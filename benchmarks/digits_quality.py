@@ -27,8 +27,10 @@ from ganforge.metrics.classifier import digits_classifier, extract_features, pre
 from ganforge.metrics.frechet import fid_from_features
 from ganforge.train import train
 
+# noise-to-image presets built for 32x32 (the full stylegan2 / biggan presets are for 128-256)
 IMAGE_PRESETS = [p for p in sorted(PRESETS) if build_config(p).model.arch != "mlp"
-                 and build_config(p).data.task == "none"]  # noise-to-image presets
+                 and build_config(p).data.task == "none"
+                 and build_config(p).data.resolution == 32]
 
 
 def score(clf, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,

@@ -157,3 +157,13 @@ def test_build_from_config(conds):
     cfg.d_cond = "aux"
     with pytest.raises(ValueError):
         sg.build(cfg)
+
+
+@pytest.mark.parametrize("up, demod", [(False, True), (True, True), (False, False)])
+def test_unfused_modulated_conv_equals_the_grouped_conv(up, demod):
+    torch.manual_seed(0)
+    m = sg.ModulatedConv2d(8, 6, 3, 16, demodulate=demod, up=up)
+    x, w = torch.randn(4, 8, 8, 8), torch.randn(4, 16)
+    unfused = m(x, w)
+    m.fused = True
+    assert torch.allclose(unfused, m(x, w), atol=1e-5)

@@ -49,6 +49,8 @@ class ModelConfig:
     pack: int = 1  # PacGAN: D judges this many samples at once (1 = off; Lin et al. 2018)
     hidden: int = 256  # MLP nets: width of the hidden layers
     layers: int = 3  # MLP nets: hidden layers in G and in D
+    latent_mixture: int = 0  # MLP G: latent prior of K narrow Gaussian blobs (0 = N(0, I))
+    latent_mixture_std: float = 0.1  # MLP G: std of each blob of the mixture prior
     g_base: int = 64  # image-to-image G width (U-Net / ResNet G / SRResNet features)
     d_base: int = 64  # image-to-image D width (PatchGAN / SRGAN D)
     n_blocks: int = 9  # residual blocks of the CycleGAN ResNet G (6 or 9) or of SRResNet (16)
@@ -258,8 +260,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "StyleGAN2 nets small enough for a CPU at 32x32 (its CIFAR setup: 2-layer mapping, "
         "no path length), style mixing 0.9, lazy R1, EMA, ADA",
         {"arch": "stylegan2", "latent_dim": 128, "mapping_layers": 2,
-         "g_channel_base": 4096, "g_channel_max": 128, "d_channel_base": 4096,
-         "d_channel_max": 128, "r1": 1.0, "r1_every": 16, "style_mixing": 0.9,
+         "g_channel_base": 2048, "g_channel_max": 256, "d_channel_base": 2048,
+         "d_channel_max": 256, "r1": 1.0, "r1_every": 16, "style_mixing": 0.9,
          "ema": 0.999, "ada_target": 0.6, "ada_kimg": 100.0, "lr_g": 2.5e-3,
          "lr_d": 2.5e-3, "beta1": 0.0, "beta2": 0.99, "batch_size": 32},
     ),
@@ -281,8 +283,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         {"arch": "biggan", "latent_dim": 64, "shared_dim": 32, "attention": 16,
          "g_cond": "cbn", "d_cond": "projection", "spectral_norm": "both", "loss": "hinge",
          "ortho": 1e-4, "ema": 0.999, "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0,
-         "beta2": 0.999, "n_critic": 2, "batch_size": 64, "g_channel_base": 2048,
-         "g_channel_max": 256, "d_channel_base": 2048, "d_channel_max": 256},
+         "beta2": 0.999, "n_critic": 2, "batch_size": 64, "g_channel_base": 1024,
+         "g_channel_max": 256, "d_channel_base": 1024, "d_channel_max": 256},
     ),
     "pix2pix": (
         "Pix2Pix (Isola et al. 2017): U-Net G, 70x70 PatchGAN D on (input, output) pairs, "
@@ -524,6 +526,9 @@ def validate(cfg: Config) -> None:
          f"batch_size={t.batch_size} must be a multiple of pack={m.pack}")
     need(m.pack == 1 or m.d_cond == "none", "pack > 1 works with unconditional D only")
     need(m.hidden >= 1 and m.layers >= 1, "hidden and layers must be >= 1")
+    need(m.latent_mixture >= 0 and m.latent_mixture_std > 0,
+         "latent_mixture must be >= 0 (0 = off) and latent_mixture_std > 0")
+    need(m.latent_mixture == 0 or m.arch == "mlp", "latent_mixture is an option of arch=mlp")
     need(t.optimizer in ("adam", "rmsprop"), f"optimizer={t.optimizer!r}: use adam or rmsprop")
     need(t.n_critic >= 1, "n_critic must be >= 1")
     need(t.lr_decay in ("none", "linear"), f"lr_decay={t.lr_decay!r}: use none or linear")

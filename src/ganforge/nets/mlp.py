@@ -11,6 +11,8 @@ the last hidden layer; ``pack`` multiplies the input size. Default PyTorch init.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -29,14 +31,45 @@ from .layers import (
 )
 
 
+class MixtureLatent(nn.Module):
+    """Turns z ~ N(0, I) [N, d] into a draw from a mixture of ``k`` equally likely narrow
+    Gaussians ``N(mu_j, std^2 I)`` with fixed centres ``mu_j ~ N(0, I)`` (a buffer, saved with
+    G): a latent space made of separate blobs, so G can send each blob to one mode of
+    disconnected data without spending latent mass on bridges between them (the cause of most
+    off-mode samples on ring8 / grid25; cf. DeLiGAN, Gurumurthy et al. 2017, and Khayatkhoei et
+    al. 2018 on disconnected manifolds). A deterministic map of z: the component is
+    ``floor(k * Phi(z_0))``, and z_0's position inside its bin, mapped back through Phi^-1,
+    joins z_1.. as the blob's own standard-normal noise. So sampling, seeds and resume stay
+    those of a plain N(0, I) latent."""
+
+    def __init__(self, dim: int, k: int, std: float, seed: int = 1234):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.k, self.std = k, std
+        self.register_buffer("centers", torch.randn(k, dim, generator=gen))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        u = 0.5 * (1 + torch.erf(z[:, 0].double() / math.sqrt(2)))  # uniform in (0, 1)
+        pos = u * self.k
+        idx = pos.floor().long().clamp(0, self.k - 1)
+        frac = (pos - idx).clamp(1e-9, 1 - 1e-9)  # uniform in (0, 1), independent of idx
+        eps0 = (torch.erfinv(2 * frac - 1) * math.sqrt(2)).to(z.dtype)
+        eps = torch.cat([eps0[:, None], z[:, 1:]], dim=1)
+        return self.centers[idx].to(z.dtype) + self.std * eps
+
+
 class Generator(nn.Module):
-    """``G(z [N, latent_dim], c [N] | None) -> vectors [N, channels]`` (no output activation)."""
+    """``G(z [N, latent_dim], c [N] | None) -> vectors [N, channels]`` (no output activation).
+    With ``latent_mixture = k > 0`` z first goes through :class:`MixtureLatent`."""
 
     def __init__(self, latent_dim: int = 2, channels: int = 2, hidden: int = 128,
-                 layers: int = 3, num_classes: int = 0, cond: str = "none"):
+                 layers: int = 3, num_classes: int = 0, cond: str = "none",
+                 latent_mixture: int = 0, latent_mixture_std: float = 0.1):
         super().__init__()
         k = cond_classes(cond, num_classes, G_CONDS, "g_cond")
         self.latent_dim, self.cond = latent_dim, cond
+        self.prior = (MixtureLatent(latent_dim, latent_mixture, latent_mixture_std)
+                      if latent_mixture > 0 else None)
         self.label = ConcatLabel(k, (min(latent_dim, LABEL_DIM),)) if cond == "concat" else None
         width = latent_dim + (self.label.extra if self.label is not None else 0)
         mods: list[nn.Module] = []
@@ -52,6 +85,8 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         if self.cond != "none":
             c = need_labels(c, z.shape[0], f"G (g_cond={self.cond})")
+        if self.prior is not None:
+            z = self.prior(z)
         if self.label is not None:
             z = self.label(z, c)
         return self.main(z, c)  # [N, channels]
@@ -89,7 +124,7 @@ class Discriminator(nn.Module):
 
 def build(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
     g = Generator(cfg.latent_dim, cfg.channels, cfg.hidden, cfg.layers, cfg.num_classes,
-                  cfg.g_cond)
+                  cfg.g_cond, cfg.latent_mixture, cfg.latent_mixture_std)
     d = Discriminator(cfg.channels, cfg.hidden, cfg.layers, cfg.num_classes, cfg.d_cond,
                       cfg.mbstd, cfg.pack)
     return g, d

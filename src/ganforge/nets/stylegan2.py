@@ -18,7 +18,9 @@ Deviations from the official code (NVlabs/stylegan2-ada-pytorch), all deliberate
 - The class embedding of a conditional G is an ``nn.Embedding`` (the official code uses an
   equalised linear on one-hot labels: the same thing); D's projection term is
   ``<embed(c), h> / sqrt(dim h)`` (Miyato & Koyama 2018, scaled as the official cmap).
-- No conv_clamp / fp16-specific paths, no fused modconv switch (always the grouped conv).
+- No conv_clamp / fp16-specific paths. Modulated convs run unfused (scale the input by the
+  styles, one shared conv, scale the output by the demodulation), as the official code trains;
+  ``ModulatedConv2d.fused = True`` picks the grouped conv with per-sample weights instead.
 - Regularisers (lazy R1, path-length), style mixing and the G EMA belong to the recipe
   (``ganforge.recipes.gan``) / the training loop, not to these modules. ``w_avg`` is
   updated (EMA 0.995) on every mapping forward in train mode.
@@ -170,9 +172,24 @@ class ModulatedConv2d(nn.Module):
             torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size**2)
 
+    fused = False  # one grouped conv with per-sample weights, or (default) scale-conv-scale
+
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         styles = self.affine(w)  # [N, in]
+        if not self.fused:
+            # the same result as the grouped conv, as the official code trains: scale the input
+            # channels by the styles, run ONE conv with the shared weight over the batch, then
+            # demodulate the outputs: much faster on CPUs than a conv per sample
+            weight = self.weight * self.weight_gain  # [out, in, k, k]
+            xs = x * styles.to(x.dtype)[:, :, None, None]
+            if self.up:
+                xs = F.interpolate(xs, scale_factor=2, mode="bilinear", align_corners=False)
+            y = F.conv2d(xs, weight.to(x.dtype), padding=self.padding)
+            if self.demodulate:  # 1 / ||W * s|| per sample and output channel: [N, out]
+                d = (styles.square() @ weight.square().sum(dim=(2, 3)).t() + 1e-8).rsqrt()
+                y = y * d.to(y.dtype)[:, :, None, None]
+            return y
         weight = self.weight[None] * self.weight_gain * styles[:, None, :, None, None]
         if self.demodulate:  # weight [N, out, in, k, k]
             d = (weight.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt()  # [N, out]
