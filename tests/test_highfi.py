@@ -231,3 +231,26 @@ def test_meter_averages_lazy_scalars_over_the_steps_that_report_them():
     m.add({"loss": torch.tensor(1.0), "r1": torch.tensor(4.0)})
     m.add({"loss": torch.tensor(3.0)})
     assert m.mean() == {"loss": 2.0, "r1": 4.0}
+
+
+def test_class_conditional_stylegan2_samples_and_mixes_a_class(tmp_path):
+    run = tmp_path / "cond"
+    assert main(["train", "--preset", "stylegan2-small", "--max-steps", "1", "--out", str(run),
+                 "-q", *_small("stylegan2-small"), "g_cond=concat",
+                 "d_cond=projection"]) == 0
+    g = ganforge.load(run, device="cpu")
+    assert g.num_classes == 10 and g.G.mapping_net.embed is not None
+    assert main(["sample", str(run), "--n", "3", "--class", "3", "--truncation", "0.7",
+                 "--out", str(tmp_path / "s")]) == 0
+    assert main(["stylemix", str(run), "--rows", "1", "--cols", "1", "--class", "3",
+                 "--out", str(tmp_path / "m.png")]) == 0
+    z = g.noise(2, seed=0)
+    one, two = (g.generate(z, g.labels(2, k), noise_mode="const") for k in (1, 2))
+    assert not torch.allclose(one, two, atol=1e-4)  # the class reaches G through w
+
+
+def test_a_net_the_family_cannot_build_is_a_one_line_error(tmp_path, capsys):
+    assert main(["train", "--preset", "biggan-small", "attention=12", "--max-steps", "1",
+                 "--out", str(tmp_path / "r"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "attention=12 has no block" in err and "Traceback" not in err

@@ -53,7 +53,8 @@ def _default_run_dir(cfg) -> Path:
               help="run folder  [default: runs/PRESET-DATA-TIME]")
 @click.option("--resume", type=click.Path(path_type=Path),
               help="continue the run in this folder (stop rules may be changed)")
-@click.option("--resolution", type=int, help="32, 64 or 128  [default: 32]")
+@click.option("--resolution", type=int, help="32, 64 or 128 (stylegan2: up to 1024, biggan: "
+              "up to 512)  [default: 32]")
 @click.option("--channels", type=int, help="1 or 3  [default: from the data]")
 @click.option("--max-steps", type=int, help="stop after this many steps")
 @click.option("--epochs", type=float, help="stop after this many passes over the data")

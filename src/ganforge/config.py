@@ -260,7 +260,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "StyleGAN2 nets small enough for a CPU at 32x32 (its CIFAR setup: 2-layer mapping, "
         "no path length), style mixing 0.9, lazy R1, EMA, ADA",
         {"arch": "stylegan2", "latent_dim": 128, "mapping_layers": 2,
-         "g_channel_base": 2048, "g_channel_max": 256, "d_channel_base": 2048,
+         "g_channel_base": 1024, "g_channel_max": 256, "d_channel_base": 1024,
          "d_channel_max": 256, "r1": 1.0, "r1_every": 16, "style_mixing": 0.9,
          "ema": 0.999, "ada_target": 0.6, "ada_kimg": 100.0, "lr_g": 2.5e-3,
          "lr_d": 2.5e-3, "beta1": 0.0, "beta2": 0.99, "batch_size": 32},
@@ -283,8 +283,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         {"arch": "biggan", "latent_dim": 64, "shared_dim": 32, "attention": 16,
          "g_cond": "cbn", "d_cond": "projection", "spectral_norm": "both", "loss": "hinge",
          "ortho": 1e-4, "ema": 0.999, "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0,
-         "beta2": 0.999, "n_critic": 2, "batch_size": 64, "g_channel_base": 1024,
-         "g_channel_max": 256, "d_channel_base": 1024, "d_channel_max": 256},
+         "beta2": 0.999, "n_critic": 2, "batch_size": 32, "g_channel_base": 1024,
+         "g_channel_max": 256, "d_channel_base": 512, "d_channel_max": 256},
     ),
     "pix2pix": (
         "Pix2Pix (Isola et al. 2017): U-Net G, 70x70 PatchGAN D on (input, output) pairs, "

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from torch import nn
 
 from ..config import ModelConfig
+from ..errors import GanforgeError
 from . import biggan, dcgan, mlp, resnet, stylegan2
 from .layers import apply_spectral_norm, channels_at
 
@@ -35,6 +36,10 @@ NETS: dict[str, Callable[[ModelConfig], tuple[nn.Module, nn.Module]]] = {
 VECTOR_ARCHS = {"mlp"}  # families for vector data [N, C]: no resolution
 
 
+class NetConfigError(GanforgeError, ValueError):
+    """A model config a net family cannot build (the CLI prints it as one line)."""
+
+
 def build_nets(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
     """``(G, D)`` for ``cfg``, with spectral norm on G and/or D as ``cfg.spectral_norm`` says."""
     if cfg.arch not in NETS:
@@ -43,7 +48,10 @@ def build_nets(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
         raise ValueError("ModelConfig.resolution and .channels must be set before building nets")
     if cfg.spectral_norm not in ("none", "d", "g", "both"):
         raise ValueError(f"spectral_norm={cfg.spectral_norm!r}: use none, d, g or both")
-    g, d = NETS[cfg.arch](cfg)
+    try:
+        g, d = NETS[cfg.arch](cfg)
+    except ValueError as e:  # a config the family cannot build: one line for the user
+        raise NetConfigError(str(e)) from None
     if cfg.spectral_norm in ("g", "both"):
         apply_spectral_norm(g)
     if cfg.spectral_norm in ("d", "both"):
