@@ -241,3 +241,11 @@ def test_controller_state_dict_round_trip():
 def test_controller_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         AdaController(**kwargs)
+
+
+def test_controller_reduce_sums_the_statistics_of_every_process():
+    ctl = AdaController(target=0.6, interval=1, speed_kimg=1.0, p=0.5)
+    ctl.accumulate(torch.ones(4))  # this rank: D sure every real is real
+    # the other rank saw 4 reals D called fake: r_t over both is 0, below the target
+    ctl.step(8, reduce=lambda s: s + torch.tensor([-4.0, 4.0]))
+    assert ctl.rt == 0.0 and ctl.p == pytest.approx(0.5 - 8 / 1000)
