@@ -354,3 +354,20 @@ def test_dhead_modes():
     assert torch.allclose(head(h, c), want)
     with pytest.raises(ValueError):
         DHead(10, 0, "projection")
+
+
+def test_mixture_latent_turns_a_normal_z_into_equal_narrow_blobs():
+    from ganforge.nets.mlp import Generator, MixtureLatent
+
+    prior = MixtureLatent(dim=8, k=5, std=0.1)
+    z = torch.randn(50_000, 8, generator=torch.Generator().manual_seed(0))
+    y = prior(z)
+    near = torch.cdist(y, prior.centers).argmin(1)
+    share = torch.bincount(near, minlength=5).double() / len(z)
+    assert torch.allclose(share, torch.full((5,), 0.2, dtype=torch.float64), atol=0.01)
+    noise = (y - prior.centers[near]) / 0.1  # each blob's own noise is N(0, I)
+    assert torch.allclose(noise.std(0), torch.ones(8), atol=0.02)
+    assert noise.mean(0).abs().max() < 0.02
+    g = Generator(latent_dim=8, channels=2, hidden=16, layers=2, latent_mixture=5)
+    assert "prior.centers" in g.state_dict()  # saved with G, so a checkpoint samples alike
+    assert g(z[:4]).shape == (4, 2)
