@@ -239,11 +239,11 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "toy": (
         "the best recipe for 2-D/vector data (ring8, grid25, CSV): MLPs, R1 1, generator EMA "
-        "0.99, lr linearly to 0 over the second half",
+        "0.99, 24k steps with lr linearly to 0 over the last two thirds",
         {"arch": "mlp", "source": "ring8", "latent_dim": 16, "hidden": 256, "layers": 3,
          "pack": 1, "batch_size": 256, "r1": 1.0, "r1_every": 4, "ema": 0.99, "lr_g": 1e-3,
          "lr_d": 1e-3, "beta1": 0.5, "beta2": 0.999, "lr_decay": "linear",
-         "lr_decay_start": 0.5, "max_steps": 16000, "sample_every": 2000,
+         "lr_decay_start": 0.33, "max_steps": 24000, "sample_every": 2000,
          "checkpoint_every": 4000, "log_every": 200},
     ),
     "stylegan2": (
