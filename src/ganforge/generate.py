@@ -72,7 +72,8 @@ class TrainedGAN:
             return
         if self.is_style and not 0 <= truncation <= 2:
             raise GanforgeError(f"--truncation {truncation}: StyleGAN's psi goes from 0 (the "
-                                "mean image) to 1 (no truncation); use a value in [0, 1]")
+                                "mean image) to 1 (no truncation), up to 2 to extrapolate; "
+                                "use a value in [0, 1]")
         if not self.is_style and truncation <= 0:
             raise GanforgeError(f"--truncation {truncation}: the latent threshold must be > 0 "
                                 "(e.g. 0.5 to 2; smaller = closer to typical samples)")
