@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from . import resnet
 from .layers import G_CONDS, DHead, MinibatchStd, channels_at, cond_classes, need_labels
 
 D_CONDS = ("none", "aux", "projection")  # D conditioning this family supports
@@ -163,34 +164,10 @@ class GBlock(nn.Module):
         return h + self.c_sc(_up(x))
 
 
-class DBlock(nn.Module):
-    """Residual block of D: [N, cin, r, r] -> [N, cout, r/2, r/2] (or r with down=False).
-
-    ``optimized``: the first block, on the image (no ReLU before the first conv, shortcut pools
-    before its 1x1 conv). Hidden width = ``cout`` (BigGAN's wide D)."""
-
-    def __init__(self, cin: int, cout: int, down: bool = True, optimized: bool = False):
-        super().__init__()
-        self.down, self.optimized = down, optimized
-        self.c1 = nn.Conv2d(cin, cout, 3, 1, 1)
-        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1)
-        learn_sc = optimized or down or cin != cout
-        self.c_sc = nn.Conv2d(cin, cout, 1, 1, 0) if learn_sc else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x if self.optimized else F.relu(x)
-        h = self.c2(F.relu(self.c1(h)))
-        if self.down:
-            h = F.avg_pool2d(h, 2)
-        s = x
-        if self.optimized:
-            s = self.c_sc(F.avg_pool2d(s, 2))
-        else:
-            if self.c_sc is not None:
-                s = self.c_sc(s)
-            if self.down:
-                s = F.avg_pool2d(s, 2)
-        return h + s
+def DBlock(cin: int, cout: int, down: bool = True, optimized: bool = False) -> nn.Module:
+    """D's residual block: the SNGAN one (:class:`ganforge.nets.resnet.DBlock`) with hidden
+    width ``cout`` (BigGAN's wide D); its weights are re-initialised by :func:`init_weights`."""
+    return resnet.DBlock(cin, cout, down=down, optimized=optimized, hidden=cout)
 
 
 class Generator(nn.Module):

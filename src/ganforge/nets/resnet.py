@@ -82,10 +82,12 @@ class DBlock(nn.Module):
     ``optimized``: the first block, on the image (no ReLU before the first conv, shortcut pools
     before its 1x1 conv)."""
 
-    def __init__(self, cin: int, cout: int, down: bool = True, optimized: bool = False):
+    def __init__(self, cin: int, cout: int, down: bool = True, optimized: bool = False,
+                 hidden: int | None = None):
         super().__init__()
         self.down, self.optimized = down, optimized
-        hidden = cout if optimized else cin  # as in the SNGAN / Mimicry code
+        if hidden is None:  # as in the SNGAN / Mimicry code (BigGAN's wide D passes cout)
+            hidden = cout if optimized else cin
         self.c1 = nn.Conv2d(cin, hidden, 3, 1, 1)
         self.c2 = nn.Conv2d(hidden, cout, 3, 1, 1)
         learn_sc = optimized or down or cin != cout
