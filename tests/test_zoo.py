@@ -20,6 +20,8 @@ WIDTH = {"dcgan": ["g_channel_base=128", "d_channel_base=128"],
          "mlp": ["hidden=32", "batch_size=32"],
          "stylegan2": ["g_channel_base=256", "d_channel_base=256", "g_channel_max=16",
                        "d_channel_max=16", "latent_dim=16"],
+         "r3gan": ["g_channel_base=256", "d_channel_base=256", "g_channel_max=16",
+                   "d_channel_max=16", "latent_dim=16", "group_channels=8", "blocks=1"],
          "biggan": ["g_channel_base=256", "d_channel_base=256", "g_channel_max=16",
                     "d_channel_max=16", "latent_dim=16", "shared_dim=8"]}
 
@@ -162,11 +164,11 @@ def test_health_warns_on_collapse_and_overpowering(tmp_path):
 
     tr = _trainer(tmp_path, "dcgan", "max_steps=1")
     hm = HealthMonitor(tr.data, tr.cfg, tr.device, patience=2)
-    assert any("collapsing" in w for w in hm.check(1, {"diversity": 0.01}))
-    assert hm.check(2, {"diversity": 0.01}) == []  # warned once per episode
+    assert any("collapsing" in w for w in hm.check(301, {"diversity": 0.01}))
+    assert hm.check(302, {"diversity": 0.01}) == []  # warned once per episode
     strong = {"D(x)": 0.999, "D(G(z))": 0.001}
-    assert hm.check(3, strong) == []
-    assert any("overpowers" in w for w in hm.check(4, strong))
+    assert hm.check(303, strong) == []
+    assert any("overpowers" in w for w in hm.check(304, strong))
 
 
 def test_conditional_needs_labels(tmp_path):
@@ -201,8 +203,7 @@ def test_linear_lr_decay_reaches_zero_at_max_steps(tmp_path):
     tr._one_step = lambda ctx: lrs.append(tr.opts["G"].param_groups[0]["lr"]) or real(ctx)
     tr.train()
     assert lrs == pytest.approx([2e-4, 2e-4, 2e-4, 1e-4])
-    with pytest.raises(GanforgeError, match="set max_steps"):
-        build_config("dcgan", ["lr_decay=linear", "max_time=1m"])
+    build_config("dcgan", ["lr_decay=linear", "max_time=1m"])  # time budgets decay too
 
 
 def test_top_k_keeps_the_fakes_d_rates_best():
@@ -226,3 +227,31 @@ def test_top_k_trains(tmp_path):
                                "sample_every": 0, "checkpoint_every": 0})
     res = Trainer(cfg, tmp_path / "run", quiet=True, tensorboard=False).train()
     assert res.step == 6 and all(map(lambda v: v == v, res.last.values()))
+
+
+@pytest.mark.parametrize("preset", ["r3gan-small", "r3gan"])
+def test_resume_is_exact_mid_schedule(tmp_path, preset):
+    """A run interrupted half-way and resumed ends with the weights of an uninterrupted one,
+    schedules (lr, beta2, gamma, EMA) and LeCam anchors included."""
+    from safetensors.torch import load_file
+
+    extra = ("max_steps=4", "lecam=0.3")
+    _trainer(tmp_path, preset, *extra, name="a").train()
+    b = _trainer(tmp_path, preset, *extra, name="b")
+    real = b._one_step
+
+    def stop_after_two(ctx):
+        out = real(ctx)
+        b._interrupted = b.step >= 1  # the loop stops once this step is counted
+        return out
+
+    b._one_step = stop_after_two
+    assert b.train().stopped_by == "interrupt" and b.step == 2
+    cfg = build_config(preset, _small(preset, *extra))
+    Trainer(cfg, tmp_path / "b", resume=True, quiet=True, tensorboard=False).train()
+    pa, pb = ck.latest_checkpoint(tmp_path / "a"), ck.latest_checkpoint(tmp_path / "b")
+    assert pa.name == pb.name
+    for f in pa.glob("*.safetensors"):
+        wa, wb = load_file(str(f)), load_file(str(pb / f.name))
+        for k in wa:
+            assert torch.equal(wa[k], wb[k]), f"{f.name}:{k}"

@@ -48,7 +48,9 @@ def _default_run_dir(cfg) -> Path:
 @click.option("--data", help="a folder or .zip of images, or digits, mnist, fashion-mnist, "
               "cifar10, svhn, celeba; vectors: ring8, grid25, spiral, moons, a .csv or .npy "
               "file  [default: digits]")
-@click.option("--preset", help="starting recipe, see `ganforge presets`  [default: dcgan]")
+@click.option("--preset", help="starting recipe, see `ganforge presets`  [default: the one "
+              "measured best for the data: small-data-cond for labelled images, small-data "
+              "for unlabelled ones, toy for vectors]")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="run folder  [default: runs/PRESET-DATA-TIME]")
 @click.option("--resume", type=click.Path(path_type=Path),
@@ -85,7 +87,7 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
           on_divergence: str | None, precision: str | None, channels_last: bool | None,
           compile_: bool | None, fastest: bool, nproc: int | None, dry_run: bool,
           quiet: bool) -> None:
-    """Train a GAN (default: DCGAN on the built-in digits, a few minutes on a CPU).
+    """Train a GAN (default: the recipe measured best for the data, on the built-in digits).
 
     OVERRIDES are config keys as key=value (e.g. lr_g=1e-4 loss=minimax); --dry-run lists
     every key with its meaning.
@@ -112,6 +114,7 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
              "batch_size": batch_size, "device": device, "seed": seed,
              "on_divergence": on_divergence, "precision": precision,
              "channels_last": channels_last, "compile": compile_}
+    data_obj = None  # the data, when choosing the recipe already loaded it
     kv = as_dict(list(overrides))
     kv.update({k: str(v) for k, v in flags.items() if v is not None})
     if resume is not None:
@@ -125,8 +128,20 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
         apply_overrides(cfg, kv)
         validate(cfg)
         run = Path(resume)
+    elif preset is None:  # the recipe that measured best for this kind of data
+        from .train.auto import auto_config
+
+        loading: list[str] = []  # the data's own lines come after the choice
+        cfg, data_obj, choice = auto_config(kv, log=loading.append,
+                                            resolution_given=resolution is not None)
+        if not quiet:
+            lines = [f"recipe: {choice.preset} (no --preset given; {choice.why})"]
+            lines += [f"note: {n}" for n in choice.notes] + loading
+            for line in lines:
+                err.print(line, markup=False, highlight=False)
+        run = out_dir or _default_run_dir(cfg)
     else:
-        cfg = build_config(preset or "dcgan", kv)
+        cfg = build_config(preset, kv)
         run = out_dir or _default_run_dir(cfg)
     if dry_run:
         out.print(describe(cfg), markup=False, highlight=False)
@@ -140,7 +155,8 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
                             "the run folder), or use --nproc N")
     from .train import Trainer
 
-    trainer = Trainer(cfg, run, resume=resume is not None, console=err, quiet=quiet)
+    trainer = Trainer(cfg, run, resume=resume is not None, console=err, quiet=quiet,
+                      data=data_obj)
     result = trainer.train()
     if result.stopped_by == "interrupt":
         err.print(f"interrupted at step {result.step}; checkpoint saved: continue with "

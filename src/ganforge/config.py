@@ -61,6 +61,9 @@ class ModelConfig:
     mapping_layers: int = 8  # StyleGAN2: layers of the mapping network z -> w
     attention: int = 0  # BigGAN: self-attention block at this resolution in G and D (0 = off)
     shared_dim: int = 128  # BigGAN: size of the shared class embedding fed to G's blocks
+    blocks: int = 2  # R3GAN: residual blocks per resolution stage, in G and in D
+    group_channels: int = 16  # R3GAN: channels per group of the grouped 3x3 convolutions
+    expansion: int = 2  # R3GAN: bottleneck width = expansion x the stage width
     # filled in from the data when a run starts; kept so a run rebuilds without its data
     num_classes: int = 0  # classes seen by conditional nets (0 = unconditional)
     resolution: int = 0  # image side the nets are built for (0 for vector data)
@@ -73,19 +76,26 @@ class TrainConfig:
     recipe: str = "gan"  # training scheme, a key of ganforge.recipes.RECIPES
     loss: str = "nonsaturating"  # nonsaturating, minimax, wasserstein, hinge or lsgan
     batch_size: int = 64  # images per step
+    batch_gpu: int = 0  # micro-batch per device: gradients accumulated over batch / batch_gpu
     lr_g: float = 2e-4  # generator Adam learning rate
     lr_d: float = 2e-4  # discriminator Adam learning rate
     beta1: float = 0.5  # Adam beta1 (both nets)
     beta2: float = 0.999  # Adam beta2 (both nets)
     optimizer: str = "adam"  # adam or rmsprop (the original WGAN)
-    lr_decay: str = "none"  # none, or linear: constant, then linear to 0 at max_steps
-    lr_decay_start: float = 0.5  # linear decay starts at this fraction of max_steps
+    lr_decay: str = "none"  # none, linear or cosine: constant, then down to lr_end at the end
+    lr_decay_start: float = 0.5  # the decay starts at this fraction of the run (its progress)
+    lr_end: float = 0.0  # learning rate at the end of the decay, as a fraction of lr_g / lr_d
+    beta2_end: float | None = None  # Adam beta2 at the end of the run (cosine from beta2)
     n_critic: int = 1  # D steps (each on a fresh batch) per G step
     clip: float = 0.0  # WGAN weight clipping of D to [-clip, clip] after each D step (0 = off)
     gp: float = 0.0  # WGAN-GP gradient penalty weight lambda (0 = off)
     r1: float = 0.0  # R1 penalty gamma on real data (0 = off; Mescheder et al. 2018)
-    r1_every: int = 16  # lazy R1: apply every k steps, scaled by k
+    r2: float = 0.0  # R2 penalty gamma on generated data (0 = off; R3GAN uses r1 = r2)
+    r1_every: int = 16  # lazy R1 / R2: apply every k steps, scaled by k (1 = in the D step)
+    gamma_end: float = 1.0  # r1 and r2 at the end of the run, as a fraction (cosine; 1 = fixed)
+    lecam: float = 0.0  # LeCam regularisation weight of D (0 = off; Tseng et al. 2021)
     ema: float = 0.0  # generator EMA decay used for sampling and evaluation (0 = off)
+    ema_end: float | None = None  # EMA decay at the end of the run (cosine from ema)
     diffaug: str = ""  # DiffAugment policy applied to real and fake: color,translation,cutout
     aux_weight: float = 1.0  # AC-GAN: weight of the auxiliary classification loss
     ada_target: float = 0.0  # ADA: target of E[sign D(real)] that tunes p (0 = off; 0.6 typical)
@@ -105,7 +115,7 @@ class TrainConfig:
     health_every: int = 0  # steps between collapse / D-overpowering checks (0 = log_every)
     max_steps: int | None = 500  # stop after this many steps (None = no step limit)
     epochs: float | None = None  # stop after this many passes over the data (None = no limit)
-    max_time: str | None = None  # stop after this wall-clock time: 90s, 10m, 1h30m (None = none)
+    max_time: str | None = None  # stop after this much training time in all (90s, 10m, 1h30m)
     seed: int = 0  # seed of weights, noise and data order
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     precision: str = "fp32"  # fp32, bf16, fp16 (autocast; fp16 with loss scaling) or auto
@@ -237,6 +247,13 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "spectral norm in D, generator EMA",
         {"diffaug": "color,translation,cutout", "spectral_norm": "d", "ema": 0.999},
     ),
+    "small-data-cond": (
+        "the default for labelled image sets (class folders, digits): small-data + AC-GAN "
+        "conditioning (classifier head in D trained on real images), lr linearly to 0 over "
+        "the second half of the run (steps or --max-time)",
+        {"diffaug": "color,translation,cutout", "spectral_norm": "d", "ema": 0.999,
+         "g_cond": "concat", "d_cond": "aux", "lr_decay": "linear", "lr_decay_start": 0.5},
+    ),
     "toy": (
         "the best recipe for 2-D/vector data (ring8, grid25, CSV): MLPs, R1 1, generator EMA "
         "0.99, 24k steps with lr linearly to 0 over the last two thirds",
@@ -285,6 +302,31 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
          "ortho": 1e-4, "ema": 0.999, "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0,
          "beta2": 0.999, "n_critic": 2, "batch_size": 32, "g_channel_base": 1024,
          "g_channel_max": 256, "d_channel_base": 512, "d_channel_max": 256},
+    ),
+    "r3gan": (
+        "R3GAN (Huang et al. 2024) as its CIFAR-10 setup: modern ResNet G/D (768 wide, 2 "
+        "bottleneck blocks a stage, groups of 16), relativistic loss + R1 + R2, cosine "
+        "schedules of lr 2e-4 -> 5e-5, gamma 0.05 -> 0.005, beta2 0.9 -> 0.99 and EMA over 20M "
+        "images, ADA",
+        {"arch": "r3gan", "latent_dim": 64, "g_channel_base": 24576, "g_channel_max": 768,
+         "d_channel_base": 24576, "d_channel_max": 768, "blocks": 2, "group_channels": 16,
+         "expansion": 2, "loss": "rpgan", "r1": 0.05, "r2": 0.05, "r1_every": 1,
+         "gamma_end": 0.1, "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9,
+         "beta2_end": 0.99, "lr_decay": "cosine", "lr_decay_start": 0.0, "lr_end": 0.25,
+         "ema": 0.9, "ema_end": 0.99993, "ada_target": 0.6, "batch_size": 512,
+         "max_steps": 39063, "sample_every": 1000, "checkpoint_every": 2000},
+    ),
+    "r3gan-small": (
+        "R3GAN nets small enough for a CPU at 32x32 (64 wide, 1 block a stage), relativistic "
+        "loss + R1 + R2, the paper's cosine schedules over the run (or --max-time), "
+        "DiffAugment",
+        {"arch": "r3gan", "latent_dim": 64, "g_channel_base": 2048, "g_channel_max": 64,
+         "d_channel_base": 2048, "d_channel_max": 64, "blocks": 1, "group_channels": 16,
+         "expansion": 2, "loss": "rpgan", "r1": 0.05, "r2": 0.05, "r1_every": 1,
+         "gamma_end": 0.1, "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9,
+         "beta2_end": 0.99, "lr_decay": "cosine", "lr_decay_start": 0.0, "lr_end": 0.25,
+         "ema": 0.99, "ema_end": 0.999, "diffaug": "color,translation,cutout",
+         "batch_size": 32, "max_steps": 2000},
     ),
     "pix2pix": (
         "Pix2Pix (Isola et al. 2017): U-Net G, 70x70 PatchGAN D on (input, output) pairs, "
@@ -531,13 +573,26 @@ def validate(cfg: Config) -> None:
     need(m.latent_mixture == 0 or m.arch == "mlp", "latent_mixture is an option of arch=mlp")
     need(t.optimizer in ("adam", "rmsprop"), f"optimizer={t.optimizer!r}: use adam or rmsprop")
     need(t.n_critic >= 1, "n_critic must be >= 1")
-    need(t.lr_decay in ("none", "linear"), f"lr_decay={t.lr_decay!r}: use none or linear")
+    need(t.lr_decay in ("none", "linear", "cosine"),
+         f"lr_decay={t.lr_decay!r}: use none, linear or cosine")
     need(0 <= t.lr_decay_start < 1, "lr_decay_start must be in [0, 1)")
-    need(t.lr_decay == "none" or t.max_steps is not None,
-         "lr_decay=linear decays to 0 at max_steps: set max_steps")
-    need(t.clip >= 0 and t.gp >= 0 and t.r1 >= 0, "clip, gp and r1 must be >= 0")
+    need(0 <= t.lr_end <= 1, "lr_end must be in [0, 1] (a fraction of lr_g / lr_d)")
+    need(t.lr_end == 0 or t.lr_decay != "none",
+         "lr_end is the end of an lr decay: set lr_decay=linear or cosine (or drop lr_end)")
+    need(t.beta2_end is None or 0 <= t.beta2_end < 1, "beta2_end must be in [0, 1)")
+    need(t.clip >= 0 and t.gp >= 0 and t.r1 >= 0 and t.r2 >= 0,
+         "clip, gp, r1 and r2 must be >= 0")
     need(t.r1_every >= 1, "r1_every must be >= 1")
+    need(0 <= t.gamma_end <= 1, "gamma_end must be in [0, 1] (a fraction of r1 / r2)")
+    need(t.gamma_end == 1 or t.r1 > 0 or t.r2 > 0,
+         "gamma_end schedules r1 / r2: set r1 or r2 (or drop gamma_end)")
+    need(t.lecam >= 0, "lecam must be >= 0 (0 = off; 0.1 to 0.5 typical)")
     need(0 <= t.ema < 1, "ema must be in [0, 1) (0 = off, 0.999 is typical)")
+    need(t.ema_end is None or (0 < t.ema_end < 1 and t.ema > 0),
+         "ema_end needs ema > 0 and must be in (0, 1)")
+    need(t.batch_gpu >= 0, "batch_gpu must be >= 0 (0 = the whole batch at once)")
+    need(t.batch_gpu == 0 or t.batch_size % t.batch_gpu == 0,
+         f"batch_size={t.batch_size} must be a multiple of batch_gpu={t.batch_gpu}")
     from .augment import POLICIES
 
     bad = [p for p in filter(None, t.diffaug.split(",")) if p.strip() not in POLICIES]
@@ -558,6 +613,11 @@ def validate(cfg: Config) -> None:
     need(style or (t.style_mixing == 0 and t.pl_weight == 0),
          "style_mixing and pl_weight need a style generator: use arch=stylegan2")
     need(m.mapping_layers >= 1, "mapping_layers must be >= 1")
+    need(m.blocks >= 1 and m.group_channels >= 1 and m.expansion >= 1,
+         "blocks, group_channels and expansion must be >= 1")
+    need(m.arch == "r3gan" or (m.blocks, m.group_channels, m.expansion) == (2, 16, 2),
+         "blocks, group_channels and expansion are options of arch=r3gan")
+    need(m.arch != "r3gan" or m.mbstd == 0, "arch=r3gan has no minibatch-std layer: drop mbstd")
     need(m.attention >= 0 and m.shared_dim >= 1, "attention must be >= 0, shared_dim >= 1")
     from .metrics.evaluate import DIRECTION
 

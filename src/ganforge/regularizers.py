@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 
-def _grad_norm2(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+def grad_norm2(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """Per-sample squared L2 norm of d(sum outputs)/d inputs, keeping the graph: [N]."""
     (grad,) = torch.autograd.grad(outputs.sum(), inputs, create_graph=True)
     return grad.flatten(1).pow(2).sum(1)
@@ -23,14 +23,25 @@ def gradient_penalty(d: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
     eps = torch.rand(shape, generator=gen, device=real.device, dtype=real.dtype)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-    norm = (_grad_norm2(d(x_hat), x_hat) + 1e-12).sqrt()
+    norm = (grad_norm2(d(x_hat), x_hat) + 1e-12).sqrt()
     return (norm - center).pow(2).mean()
 
 
 def r1_penalty(d: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
     """R1 (Mescheder et al. 2018): E[||grad D(x)||^2] on real data. Multiply by gamma / 2."""
     x = real.detach().requires_grad_(True)
-    return _grad_norm2(d(x), x).mean()
+    return grad_norm2(d(x), x).mean()
+
+
+def lecam_penalty(real: torch.Tensor, fake: torch.Tensor, anchors: torch.Tensor
+                  ) -> torch.Tensor:
+    """LeCam regularisation (Tseng et al. 2021, the official code's one-sided form):
+    ``E[relu(D(x) - a_F)^2] + E[relu(a_R - D(G(z)))^2]`` with ``anchors = (a_R, a_F)`` the moving
+    averages of D's outputs on real and fake data. It keeps D's predictions from drifting apart
+    on a small set (a bound on the LeCam divergence); the recipe keeps the anchors."""
+    a_real, a_fake = anchors[0].detach(), anchors[1].detach()
+    return (torch.relu(real - a_fake).square().mean()
+            + torch.relu(a_real - fake).square().mean())
 
 
 @torch.no_grad()

@@ -251,3 +251,40 @@ def zip_source(path: Path, log: Callable[[str], None]) -> FileSource:
         fingerprint=fingerprint,
         close=zf.close,
     )
+
+
+# the side of the images of the built-in sets, as they come (before any resize)
+KNOWN_SIDES = {"digits": 8, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "svhn": 32,
+               "celeba": 178}
+
+
+def native_side(spec: str | os.PathLike, home: Path, probe: int = 16) -> int | None:
+    """The typical shorter side of a set's images as they come (the median over up to
+    ``probe`` images read from their headers), or None when it cannot be told cheaply."""
+    key = str(spec).strip().lower().replace("_", "-")
+    key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
+    if key in KNOWN_SIDES:
+        return KNOWN_SIDES[key]
+    try:
+        src = open_source(spec, home, lambda _: None)
+    except GanforgeError:
+        return None
+    if isinstance(src, ArraySource):
+        return int(min(src.images.shape[-2:]))
+    import io
+
+    from PIL import Image
+
+    n = len(src.names)
+    sides = []
+    try:
+        for i in sorted({round(k * (n - 1) / max(probe - 1, 1)) for k in range(min(probe, n))}):
+            item = src.read(i)
+            try:
+                with Image.open(io.BytesIO(item) if isinstance(item, bytes) else item) as im:
+                    sides.append(min(im.size))
+            except Exception:  # noqa: BLE001 - a broken file: the loader reports it
+                continue
+    finally:
+        src.close()
+    return int(np.median(sides)) if sides else None

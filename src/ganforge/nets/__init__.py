@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import GanforgeError
-from . import biggan, dcgan, mlp, resnet, stylegan2
+from . import biggan, dcgan, mlp, r3gan, resnet, stylegan2
 from .layers import apply_spectral_norm, channels_at
 
 NETS: dict[str, Callable[[ModelConfig], tuple[nn.Module, nn.Module]]] = {
@@ -31,6 +31,7 @@ NETS: dict[str, Callable[[ModelConfig], tuple[nn.Module, nn.Module]]] = {
     "mlp": mlp.build,
     "stylegan2": stylegan2.build,
     "biggan": biggan.build,
+    "r3gan": r3gan.build,
 }
 
 VECTOR_ARCHS = {"mlp"}  # families for vector data [N, C]: no resolution

@@ -2,7 +2,8 @@
 then a G step on the fakes of the last D step (the seed's order), plus a lazy R1 phase.
 
 Everything the zoo varies is an option of this recipe: the loss (minimax, non-saturating,
-Wasserstein, hinge, least squares), WGAN weight clipping, WGAN-GP, R1, DiffAugment, adaptive
+Wasserstein, hinge, least squares, relativistic pairing), WGAN weight clipping, WGAN-GP, R1 and
+R2 (in the D step, or lazily in their own phase), LeCam regularisation, DiffAugment, adaptive
 augmentation (ADA), PacGAN packing, conditioning (cGAN, AC-GAN, projection), and for the
 high-fidelity generators StyleGAN2's style mixing and lazy path-length regularisation and
 BigGAN's orthogonal regularisation. The nets decide their own architecture.
@@ -21,11 +22,14 @@ from ..config import Config
 from ..losses import LOSSES, PROBABILISTIC
 from ..regularizers import (
     clip_weights,
+    grad_norm2,
     gradient_penalty,
+    lecam_penalty,
     ortho_penalty,
     path_lengths,
     r1_penalty,
 )
+from ..schedules import interpolate
 
 
 def real_of(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -49,16 +53,31 @@ class GANRecipe:
         # a style generator (StyleGAN2) splits into mapping -> ws -> synthesis
         self.style = hasattr(G, "mapping") and hasattr(G, "synthesis")
         self.pl_mean = torch.zeros(())  # running mean of the path lengths
+        # R1 / R2 inside the D step (one D forward serves the loss and the penalty) or lazily
+        self.gammas = t.r1 > 0 or t.r2 > 0
+        self.penalty_in_d = self.gammas and t.r1_every == 1
+        # LeCam anchors: moving averages of D's mean output on real and on fake samples
+        self.lecam_anchors = torch.zeros(2)
+        self._lecam_key: int | None = None  # the batch the anchors are being updated for
 
     def state_dict(self) -> dict:
-        """What the recipe learns besides weights: ADA's p, the mean path length."""
+        """What the recipe learns besides weights: ADA's p, the mean path length, the LeCam
+        anchors."""
         return {"ada": self.ada.state_dict() if self.ada is not None else None,
-                "pl_mean": float(self.pl_mean)}
+                "pl_mean": float(self.pl_mean),
+                "lecam": [float(v) for v in self.lecam_anchors]}
 
     def load_state_dict(self, state: dict, device: torch.device | None = None) -> None:
         if self.ada is not None and state.get("ada"):
             self.ada.load_state_dict(state["ada"])
         self.pl_mean = torch.tensor(float(state.get("pl_mean", 0.0)))
+        self.lecam_anchors = torch.tensor(state.get("lecam", [0.0, 0.0]), dtype=torch.float32)
+
+    def gamma(self, ctx: dict, which: str) -> float:
+        """r1 or r2 at this point of the run (``gamma_end`` schedules both, cosine)."""
+        t = self.cfg.train
+        base = getattr(t, which)
+        return interpolate(base, base * t.gamma_end, ctx.get("progress", 0.0))
 
     @property
     def ada_p(self) -> float:
@@ -90,7 +109,7 @@ class GANRecipe:
                   fresh_batch=True, after=after),
             Phase("G", opt="G", fn=self.g_step, trainable=("G",)),
         ]
-        if t.r1 > 0:
+        if self.gammas and not self.penalty_in_d:
             phases.append(Phase("Dreg", opt="D", fn=self.r1_step, trainable=("D",),
                                 interval=t.r1_every))
         if t.pl_weight > 0:
@@ -156,8 +175,16 @@ class GANRecipe:
         real = real_of(batch)
         real_c = batch.get("label") if self.conditional else None
         fake, fake_c = self.generate(ctx, real.shape[0])
-        ctx["fake"], ctx["fake_c"] = fake, fake_c  # reused by the G step, as in the seed
+        if ctx.get("micro_batches", 1) == 1:  # accumulating: G makes its own (frees memory)
+            ctx["fake"], ctx["fake_c"] = fake, fake_c  # reused by the G step, as in the seed
         real_in, fake_in = self.augment(real), self.augment(fake.detach())
+        t = self.cfg.train
+        r1 = self.gamma(ctx, "r1") if self.penalty_in_d else 0.0
+        r2 = self.gamma(ctx, "r2") if self.penalty_in_d else 0.0
+        if r1 > 0:  # the penalty's gradient is taken at D's input, augmented as D sees it
+            real_in = real_in.detach().requires_grad_(True)
+        if r2 > 0:
+            fake_in = fake_in.detach().requires_grad_(True)
         out: dict[str, torch.Tensor] = {}
         if self.aux:
             real_logits, real_cls = self.d(real_in, real_c, with_aux=True)
@@ -172,6 +199,18 @@ class GANRecipe:
             real_logits = self.d(real_in, real_c)
             fake_logits = self.d(fake_in, fake_c)
             loss = self.loss.d(real_logits, fake_logits)
+        if r1 > 0:
+            pen = grad_norm2(real_logits, real_in).mean()
+            out["r1"] = pen.detach()
+            loss = loss + r1 / 2 * pen
+        if r2 > 0:
+            pen = grad_norm2(fake_logits, fake_in).mean()
+            out["r2"] = pen.detach()
+            loss = loss + r2 / 2 * pen
+        if t.lecam > 0:
+            reg = self.lecam(ctx, real_logits.float(), fake_logits.float())
+            out["lecam"] = reg.detach()
+            loss = loss + t.lecam * reg
         if self.cfg.train.gp > 0:
             gp = gradient_penalty(lambda x: self.d(x, real_c), real_in, fake_in)
             out["gp"] = gp.detach()
@@ -193,15 +232,22 @@ class GANRecipe:
         if fake is None:
             fake, c = self.generate(ctx, real_of(ctx["batch"]).shape[0])
         out: dict[str, torch.Tensor] = {}
+        real_logits = None
+        if self.loss.needs_real:  # the relativistic loss pairs each fake with a real
+            batch = ctx["batch"]
+            real_c = batch.get("label") if self.conditional else None
+            real_logits = self.d(self.augment(real_of(batch)), real_c)
         if self.aux:
             logits, cls = self.d(self.augment(fake), c, with_aux=True)
             keep = self.top_k(ctx, logits)
             ce = F.cross_entropy(cls[keep], c[keep])
             out["G_cls"] = ce.detach()
-            out["loss"] = self.loss.g(logits[keep]) + self.cfg.train.aux_weight * ce
+            out["loss"] = (self.loss.g(logits[keep], _pick(real_logits, keep))
+                           + self.cfg.train.aux_weight * ce)
         else:
             logits = self.d(self.augment(fake), c)
-            out["loss"] = self.loss.g(logits[self.top_k(ctx, logits)])
+            keep = self.top_k(ctx, logits)
+            out["loss"] = self.loss.g(logits[keep], _pick(real_logits, keep))
         t = self.cfg.train
         if t.ortho > 0:
             ortho = ortho_penalty(self.G)
@@ -222,6 +268,24 @@ class GANRecipe:
         penalty = (lengths - self.pl_mean).square().mean()
         return {"loss": penalty * t.pl_weight * t.pl_every, "pl_len": mean[0]}
 
+    def lecam(self, ctx: dict, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """LeCam penalty against the anchors as they stood before this batch; the anchors then
+        move towards the batch's mean outputs (decay 0.99, as in the paper; the first batch
+        sets them). Micro-batches of one batch share the update, as if the batch came whole."""
+        key = ctx.get("batch_index", ctx["step"])
+        if self._lecam_key != key:  # a new batch: keep the anchors it is judged against
+            self._lecam_key = key
+            self._lecam_before = self.lecam_anchors.to(real.device)
+            self._lecam_sum, self._lecam_n = torch.zeros(2, device=real.device), 0
+        sums = torch.stack([real.detach().sum(), fake.detach().sum()])
+        self._lecam_sum = self._lecam_sum + _all_reduce_sum(sums)
+        self._lecam_n += real.shape[0] * _world()
+        means = self._lecam_sum / self._lecam_n
+        before = self._lecam_before
+        fresh = not before.any() and ctx["step"] == 0
+        self.lecam_anchors = means if fresh else before.lerp(means, 0.01)
+        return lecam_penalty(real, fake, before if not fresh else means)
+
     def top_k(self, ctx: dict, logits: torch.Tensor) -> torch.Tensor | slice:
         """Top-k G updates (Sinha et al. 2020): G learns only from the fakes D rates most
         realistic; the kept fraction decays as ``topk_decay ** epoch`` down to ``topk``. With
@@ -236,12 +300,30 @@ class GANRecipe:
         return logits.detach().topk(k).indices
 
     def r1_step(self, ctx: dict) -> dict[str, torch.Tensor]:
-        """Lazy R1: gamma / 2 * E||grad D(x)||^2, every r1_every steps, scaled by r1_every."""
+        """Lazy R1 / R2: gamma / 2 * E||grad D(x)||^2 on real data (R1, Mescheder et al. 2018)
+        and on generated data (R2), every r1_every steps, scaled by r1_every."""
         t = self.cfg.train
         batch = ctx["batch"]
         c = batch.get("label") if self.conditional else None
-        penalty = r1_penalty(lambda x: self.d(x, c), self.augment(real_of(batch)))
-        return {"loss": penalty * (t.r1 / 2) * t.r1_every, "r1": penalty.detach()}
+        out: dict[str, torch.Tensor] = {}
+        loss = torch.zeros((), device=ctx["device"])
+        r1, r2 = self.gamma(ctx, "r1"), self.gamma(ctx, "r2")
+        if r1 > 0:
+            penalty = r1_penalty(lambda x: self.d(x, c), self.augment(real_of(batch)))
+            out["r1"] = penalty.detach()
+            loss = loss + penalty * (r1 / 2) * t.r1_every
+        if r2 > 0:
+            with torch.no_grad():
+                fake, fc = self.generate(ctx, real_of(batch).shape[0])
+            penalty = r1_penalty(lambda x: self.d(x, fc), self.augment(fake))
+            out["r2"] = penalty.detach()
+            loss = loss + penalty * (r2 / 2) * t.r1_every
+        out["loss"] = loss
+        return out
+
+
+def _pick(x: torch.Tensor | None, keep: torch.Tensor | slice) -> torch.Tensor | None:
+    return None if x is None else x[keep]
 
 
 def _world() -> int:

@@ -91,7 +91,8 @@ class Pix2PixRecipe:
         fake = ctx.pop("fake", None)
         if fake is None:
             fake = self.G(src)
-        adv = self.loss.g(self.D(torch.cat([src, fake], 1)).flatten())
+        real = self.D(torch.cat([src, tgt], 1)).flatten() if self.loss.needs_real else None
+        adv = self.loss.g(self.D(torch.cat([src, fake], 1)).flatten(), real)
         l1 = (fake - tgt).abs().mean()
         return {"loss": adv + self.cfg.train.l1_weight * l1, "G_adv": adv.detach(),
                 "L1": l1.detach()}
@@ -179,7 +180,10 @@ class CycleGANRecipe:
         a, b = ctx["batch"]["a"], ctx["batch"]["b"]
         fake_b, fake_a = self.G(a), self.F(b)
         ctx["fake_a"], ctx["fake_b"] = fake_a.detach(), fake_b.detach()
-        adv = self.loss.g(self.D_B(fake_b).flatten()) + self.loss.g(self.D_A(fake_a).flatten())
+        real_b, real_a = ((self.D_B(b).flatten(), self.D_A(a).flatten()) if self.loss.needs_real
+                          else (None, None))
+        adv = (self.loss.g(self.D_B(fake_b).flatten(), real_b)
+               + self.loss.g(self.D_A(fake_a).flatten(), real_a))
         cycle = (self.F(fake_b) - a).abs().mean() + (self.G(fake_a) - b).abs().mean()
         loss = adv + t.cycle_weight * cycle
         out = {"G_adv": adv.detach(), "cycle": cycle.detach()}
@@ -309,7 +313,7 @@ class SRGANRecipe:
     def g_step(self, ctx: dict) -> dict[str, torch.Tensor]:
         sr, hr = ctx.pop("sr"), ctx.pop("hr")
         content = self.content(sr, hr)
-        adv = self.loss.g(self.D(sr))
+        adv = self.loss.g(self.D(sr), self.D(hr) if self.loss.needs_real else None)
         return {"loss": content + self.cfg.train.adv_weight * adv, "content": content.detach(),
                 "G_adv": adv.detach()}
 

@@ -25,6 +25,7 @@ from ..config import Config, parse_duration
 from ..errors import GanforgeError
 from ..nets import build_nets
 from ..recipes import RECIPES
+from ..schedules import interpolate
 from ..utils import atomic_write_text, format_duration, make_grid, pick_device, save_png, to_uint8
 from . import checkpoint as ck
 from . import dist
@@ -144,6 +145,10 @@ class Trainer:
         if self.batches.batch_size < t.batch_size:
             self._say(f"[yellow]only {self.batches.n} samples: batch size lowered to "
                       f"{self.batches.batch_size}[/yellow]")
+        local = self.batches.batch_size // self.dist.world
+        if t.batch_gpu and local % t.batch_gpu:
+            raise GanforgeError(f"batch_gpu={t.batch_gpu} must divide the batch of each process "
+                                f"({local}): choose a divisor of it")
         # noise for training comes from its own generator, saved in checkpoints
         self.noise = torch.Generator(device=self.device).manual_seed(t.seed + 1)
         # a fixed z (and fixed labels) for the sample grids, the same in every grid of the run
@@ -166,10 +171,13 @@ class Trainer:
         self.step = 0  # G steps
         self.batch_index = 0  # real batches drawn: the data position
         self.images_seen = 0
-        self.train_seconds = 0.0
+        self.train_seconds = 0.0  # training time of the whole run, over every resume
+        self._t0: float | None = None  # when this session's training loop started
+        self._limits: tuple = (None, None, None)  # max_steps, max_batches, max_seconds
         self.lr_scale = 1.0
         self.rollbacks = 0
         self.ema_updates = 0
+        self._ema_beta = t.ema  # the EMA decay of this step (ema_end schedules it)
         self.last: dict[str, float] = {}
         self._interrupted = False
         if resume:
@@ -286,21 +294,43 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
                               enabled=self.amp_dtype is not None)
 
-    def lr_factor(self) -> float:
-        """The learning-rate multiplier at this step: rollback scale x decay schedule."""
-        t = self.cfg.train
-        factor = self.lr_scale
-        if t.lr_decay == "linear" and t.max_steps:
-            start = t.lr_decay_start * t.max_steps
-            if self.step >= start:
-                factor *= max(0.0, 1 - (self.step - start) / max(t.max_steps - start, 1))
-        return factor
+    def elapsed(self) -> float:
+        """Training time of the run so far, in seconds, earlier sessions included."""
+        now = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
+        return self.train_seconds + now
 
-    def _set_lr(self) -> None:
-        factor = self.lr_factor()
+    def progress(self) -> float:
+        """How far the run is, in [0, 1]: the larger of step / max_steps, batches / the
+        epochs' batches and elapsed / max_time (every schedule runs on it, so ``max_time``
+        works with any preset). 0 before the stop rules are known."""
+        max_steps, max_batches, max_seconds = self._limits
+        parts = [0.0]
+        if max_steps:
+            parts.append(self.step / max_steps)
+        if max_batches:
+            parts.append(self.batch_index / max_batches)
+        if max_seconds:
+            parts.append(self.elapsed() / max_seconds)
+        return min(1.0, max(parts))
+
+    def lr_factor(self, progress: float | None = None) -> float:
+        """The learning-rate multiplier now: rollback scale x decay schedule."""
+        t = self.cfg.train
+        p = self.progress() if progress is None else progress
+        return self.lr_scale * interpolate(1.0, t.lr_end, p, t.lr_decay, t.lr_decay_start)
+
+    def _set_lr(self, progress: float | None = None) -> None:
+        """Learning rates (and Adam's beta2 when ``beta2_end`` is set) for this point."""
+        t = self.cfg.train
+        p = self.progress() if progress is None else progress
+        factor = self.lr_factor(p)
+        beta2 = (interpolate(t.beta2, t.beta2_end, p) if t.beta2_end is not None
+                 and t.optimizer == "adam" else None)
         for k, o in self.opts.items():
             for g, lr in zip(o.param_groups, self.base_lrs[k]):
                 g["lr"] = lr * factor
+                if beta2 is not None and "betas" in g:
+                    g["betas"] = (g["betas"][0], beta2)
 
     def _state(self) -> dict:
         rng = {"torch": torch.get_rng_state(), "noise": self.noise.get_state()}
@@ -310,7 +340,7 @@ class Trainer:
             "step": self.step,
             "batch_index": self.batch_index,
             "images_seen": self.images_seen,
-            "train_seconds": self.train_seconds,
+            "train_seconds": self.elapsed(),
             "lr_scale": self.lr_scale,
             "rollbacks": self.rollbacks,
             "ema_updates": self.ema_updates,
@@ -420,6 +450,7 @@ class Trainer:
         max_steps, max_batches = self.stop_rules()
         total = self.total_steps()
         max_seconds = parse_duration(t.max_time) if t.max_time else None
+        self._limits = (max_steps, max_batches, max_seconds)
         if total is None and max_seconds is None:
             raise GanforgeError("no stopping rule: set max_steps, epochs or max_time")
         spe = self.batches.steps_per_epoch
@@ -439,7 +470,7 @@ class Trainer:
         logger = RunLogger(self.run, total, self.step, self.console, self.tensorboard,
                            self.quiet, files=self.dist.main)
         window, epoch_sums = Meter(), Meter()  # scalars since the last log line / epoch start
-        t0 = time.perf_counter()
+        t0 = self._t0 = time.perf_counter()
         t_log, seen_log = t0, self.images_seen
         health_every = t.health_every or t.log_every
         stopped_by = "max_steps"
@@ -454,18 +485,19 @@ class Trainer:
                     reason = "max_steps"
                 elif max_batches is not None and self.batch_index >= max_batches:
                     reason = "epochs"
-                elif max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
+                elif max_seconds is not None and self.elapsed() >= max_seconds:
                     reason = "max_time"
                 # every rank stops at the same step (clocks and Ctrl-C differ between ranks)
                 if dist.any_rank(reason is not None, self.dist, self.device):
                     stopped_by = reason or "another rank's stop rule"
                     break
                 epoch_before = self.batch_index // spe
+                progress = self.progress()
                 ctx = {"step": self.step, "epoch": self.batch_index / spe,
-                       "sample_z": self.sample_z, "randint": self.randint, "noise": self.noise,
-                       "device": self.device}
-                if self.cfg.train.lr_decay != "none":
-                    self._set_lr()
+                       "progress": progress, "sample_z": self.sample_z,
+                       "randint": self.randint, "noise": self.noise, "device": self.device}
+                self._set_lr(progress)
+                self._ema_beta = self.ema_beta(progress)
                 out = self._one_step(ctx)
                 window.add(out)
                 epoch_sums.add(out)
@@ -483,7 +515,7 @@ class Trainer:
                     if self.health is not None and (self.step % health_every == 0
                                                     or self.step == total):
                         stats.update(self.health.metrics(self))
-                        for w in self.health.check(self.step, stats):
+                        for w in self.health.check(self.step, stats, self.progress()):
                             logger.line(f"[yellow]warning (step {self.step}): {w}[/yellow]")
                     self.last = stats
                     logger.log(self.step, self.images_seen / 1000, stats)
@@ -504,6 +536,9 @@ class Trainer:
                             window, epoch_sums = Meter(), Meter()
                             continue
                     self.save()
+            if self.health is not None:
+                for w in self.health.final(self.step):
+                    logger.line(f"[yellow]warning (end): {w}[/yellow]", throttle=0.0)
             # the end of the run is always scored (the "best" checkpoint may be the last)
             if (self.evaluator is not None and self.step % t.eval_every and stopped_by !=
                     "interrupt" and (not window.count or self._finite(window.mean()))):
@@ -512,7 +547,8 @@ class Trainer:
             stopped_by = "interrupt"
         finally:
             restore_sigint()
-            self.train_seconds += time.perf_counter() - t0
+            self.train_seconds = self.elapsed()
+            self._t0 = None
             logger.close()
         del ctx
         if window.count:
@@ -572,6 +608,7 @@ class Trainer:
     def _one_step(self, ctx: dict) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         g_stepped = False
+        micro: list[dict] = []  # one context per micro-batch, kept from phase to phase
         for phase in self.phases:
             if self.step % phase.interval or (phase.when is not None and
                                               not phase.when(self.step)):
@@ -580,30 +617,31 @@ class Trainer:
                 net.requires_grad_(name in phase.trainable)
             opt = self.opts[phase.opt]
             for _ in range(phase.repeat):
-                if phase.fresh_batch or "batch" not in ctx:
-                    ctx["batch"] = self._local(self.batches.get(self.batch_index))
+                if phase.fresh_batch or not micro:
+                    batch = self._local(self.batches.get(self.batch_index))
                     self.batch_index += 1
                     self.images_seen += self.batches.batch_size
+                    chunks = self._micro_batches(batch)
+                    if len(micro) != len(chunks):
+                        micro = [dict(ctx, micro_batches=len(chunks)) for _ in chunks]
+                    for c, chunk in zip(micro, chunks):
+                        c["batch"], c["batch_index"] = chunk, self.batch_index
                 opt.zero_grad(set_to_none=True)
-                with self.autocast():
-                    scalars = phase.fn(ctx)
-                loss = scalars["loss"].float()
+                scalars = self.backward(phase, micro)
                 params = ([p for g in opt.param_groups for p in g["params"]]
                           if self.dist.enabled else [])
                 if self.scaler is not None:
-                    self.scaler.scale(loss).backward()
                     self.scaler.unscale_(opt)
                     dist.average_gradients(params, self.dist)
                     self.scaler.step(opt)
                     self.scaler.update()
                 else:
-                    loss.backward()
                     dist.average_gradients(params, self.dist)
                     opt.step()
                 if phase.after is not None:
                     phase.after()
             for k, v in scalars.items():
-                out[f"{phase.name}_loss" if k == "loss" else k] = v.detach()
+                out[f"{phase.name}_loss" if k == "loss" else k] = v
             g_stepped = g_stepped or phase.opt == "G"
         if g_stepped and self.G_ema is not None:  # once a step, after G's last update
             self._update_ema()
@@ -611,11 +649,46 @@ class Trainer:
             net.requires_grad_(name != "G_ema")
         return out
 
+    def _micro_batches(self, batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """``batch`` in pieces of ``batch_gpu`` samples (the whole batch when it is 0)."""
+        size = self.cfg.train.batch_gpu
+        n = next(iter(batch.values())).shape[0]
+        if not size or size >= n:
+            return [batch]
+        return [{k: v[i:i + size] for k, v in batch.items()} for i in range(0, n, size)]
+
+    def backward(self, phase, micro: list[dict]) -> dict[str, torch.Tensor]:
+        """The phase's gradients, accumulated over the micro-batch contexts ``micro``: each
+        micro-batch's loss is weighted by its share of the batch, so the gradients equal those
+        of the whole batch at once (for nets without batch statistics). Returns the phase's
+        scalars, averaged the same way and detached."""
+        sizes = [next(iter(c["batch"].values())).shape[0] for c in micro]
+        total = sum(sizes)
+        scalars: dict[str, torch.Tensor] = {}
+        for c, n in zip(micro, sizes):
+            w = n / total
+            with self.autocast():
+                s = phase.fn(c)
+            loss = s["loss"].float() * w
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            for k, v in s.items():
+                v = v.detach().float() * w
+                scalars[k] = scalars[k] + v if k in scalars else v
+        return scalars
+
+    def ema_beta(self, progress: float) -> float:
+        """The EMA decay at this point of the run: ``ema``, moving to ``ema_end`` (cosine)."""
+        t = self.cfg.train
+        return t.ema if t.ema_end is None else interpolate(t.ema, t.ema_end, progress)
+
     @torch.no_grad()
     def _update_ema(self) -> None:
-        """G_ema <- beta G_ema + (1 - beta) G, beta ramped up from 0.1 to ``ema``."""
+        """G_ema <- beta G_ema + (1 - beta) G, beta ramped up from 0.1 to its schedule."""
         self.ema_updates += 1
-        beta = min(self.cfg.train.ema, (1 + self.ema_updates) / (10 + self.ema_updates))
+        beta = min(self._ema_beta, (1 + self.ema_updates) / (10 + self.ema_updates))
         for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
             pe.lerp_(p, 1 - beta)
         for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
