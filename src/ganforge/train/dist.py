@@ -102,6 +102,16 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+def rank0_value(value: float, info: DistInfo, device: torch.device) -> float:
+    """Rank 0's ``value`` on every rank (a schedule's progress: clocks differ between ranks,
+    and every rank must step with the same learning rate)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

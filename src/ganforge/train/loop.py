@@ -373,7 +373,8 @@ class Trainer:
             self.step = int(st["step"])
             self.batch_index = int(st.get("batch_index", self.step))
             self.images_seen = int(st["images_seen"])
-            self.train_seconds = float(st.get("train_seconds", 0.0))
+            if self._t0 is None:  # a rollback mid-run keeps counting the time it lost
+                self.train_seconds = float(st.get("train_seconds", 0.0))
             self.lr_scale = float(st.get("lr_scale", 1.0))
             self.rollbacks = int(st.get("rollbacks", 0))
             self.ema_updates = int(st.get("ema_updates", 0))
@@ -492,7 +493,7 @@ class Trainer:
                     stopped_by = reason or "another rank's stop rule"
                     break
                 epoch_before = self.batch_index // spe
-                progress = self.progress()
+                progress = dist.rank0_value(self.progress(), self.dist, self.device)
                 ctx = {"step": self.step, "epoch": self.batch_index / spe,
                        "progress": progress, "sample_z": self.sample_z,
                        "randint": self.randint, "noise": self.noise, "device": self.device}
