@@ -125,9 +125,14 @@ def test_max_time_counts_the_whole_run_over_resume(tmp_path):
 def test_options_a_run_does_not_use_are_refused():
     for kv, msg in [(["lr_end=0.5"], "lr_end"), (["gamma_end=0.5"], "gamma_end"),
                     (["ema_end=0.99"], "ema_end"), (["batch_gpu=24"], "batch_gpu"),
-                    (["lecam=-1"], "lecam"), (["lr_decay=exp"], "lr_decay")]:
+                    (["lecam=-1"], "lecam"), (["lr_decay=exp"], "lr_decay"),
+                    (["beta2_end=0.99", "optimizer=rmsprop"], "beta2_end")]:
         with pytest.raises(GanforgeError, match=msg):
             build_config("dcgan", kv)
+    for preset in ("pix2pix", "cyclegan", "srgan"):  # the image-to-image recipes read none
+        for kv in (["lecam=0.3"], ["r2=1"], ["r1=1", "gamma_end=0.5"]):
+            with pytest.raises(GanforgeError, match="not read by recipe"):
+                build_config(preset, kv)
 
 
 def _z_slicer(z):

@@ -513,6 +513,12 @@ IMG2IMG_TASKS = ("aligned", "folders", "unpaired", "edges2image", "gray2color",
                  "lowres2highres", "invert")
 
 
+# train keys read by the noise-to-image recipe alone, with their "off" values
+GAN_RECIPE_ONLY = {"r1": 0.0, "r2": 0.0, "gp": 0.0, "clip": 0.0, "lecam": 0.0,
+                   "gamma_end": 1.0, "diffaug": "", "ada_target": 0.0, "ada_p": 0.0,
+                   "topk": 0.0, "ortho": 0.0, "n_critic": 1}
+
+
 # families that go beyond 128x128: the resolutions they are built for
 BIG_RES = {"stylegan2": (32, 1024), "biggan": (32, 512)}
 
@@ -558,6 +564,11 @@ def validate(cfg: Config) -> None:
     need(recipe_img2img == img2img,
          f"recipe={t.recipe} needs {'image pairs: set task=...' if recipe_img2img else 'task=none'}"
          f" (use --preset pix2pix, cyclegan or srgan for image-to-image)")
+    if img2img:  # keys of the noise-to-image recipe that pix2pix, cyclegan and srgan never read
+        set_here = [k for k, off in GAN_RECIPE_ONLY.items() if getattr(t, k) != off]
+        need(not set_here, f"{', '.join(set_here)}: not read by recipe={t.recipe} (options of "
+                           "the noise-to-image GANs): drop "
+                           f"{'it' if len(set_here) == 1 else 'them'}")
     need(m.g_cond in ("none", "concat", "cbn"), f"g_cond={m.g_cond!r}: use none, concat or cbn")
     need(m.d_cond in ("none", "concat", "aux", "projection"),
          f"d_cond={m.d_cond!r}: use none, concat, aux or projection")
@@ -581,6 +592,8 @@ def validate(cfg: Config) -> None:
     need(t.lr_end == 0 or t.lr_decay != "none",
          "lr_end is the end of an lr decay: set lr_decay=linear or cosine (or drop lr_end)")
     need(t.beta2_end is None or 0 <= t.beta2_end < 1, "beta2_end must be in [0, 1)")
+    need(t.beta2_end is None or t.optimizer == "adam",
+         "beta2_end schedules Adam's beta2: use optimizer=adam (or drop beta2_end)")
     need(t.clip >= 0 and t.gp >= 0 and t.r1 >= 0 and t.r2 >= 0,
          "clip, gp, r1 and r2 must be >= 0")
     need(t.r1_every >= 1, "r1_every must be >= 1")
