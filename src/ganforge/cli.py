@@ -132,8 +132,7 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
         from .train.auto import auto_config
 
         loading: list[str] = []  # the data's own lines come after the choice
-        cfg, data_obj, choice = auto_config(kv, log=loading.append,
-                                            resolution_given=resolution is not None)
+        cfg, data_obj, choice = auto_config(kv, log=loading.append)
         if not quiet:
             lines = [f"recipe: {choice.preset} (no --preset given; {choice.why})"]
             lines += [f"note: {n}" for n in choice.notes] + loading

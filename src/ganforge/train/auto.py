@@ -51,8 +51,7 @@ def _data_keys(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def auto_config(overrides: dict[str, Any] | list[str] | None = None,
-                log: Callable[[str], None] | None = print,
-                resolution_given: bool | None = None):
+                log: Callable[[str], None] | None = print):
     """``(config, data or None, Choice)`` for a run without a preset: the data is loaded once
     (and handed to the trainer) to pick the recipe."""
     from ..data import is_vector_spec, load_dataset
@@ -61,8 +60,7 @@ def auto_config(overrides: dict[str, Any] | list[str] | None = None,
 
     kv = as_dict(overrides or {})
     d = apply_overrides(Config(), _data_keys(kv)).data
-    if resolution_given is None:
-        resolution_given = any(resolve_key(Config(), k) == "data.resolution" for k in kv)
+    resolution_given = any(resolve_key(Config(), k) == "data.resolution" for k in kv)
     notes: list[str] = []
     data = None
     if d.task != "none":
@@ -72,16 +70,17 @@ def auto_config(overrides: dict[str, Any] | list[str] | None = None,
     elif is_vector_spec(d.source):
         from ..data import load_vectors
 
-        seed = build_config("toy", kv).train.seed
-        data = load_vectors(d.source, seed=seed)
+        cfg = build_config("toy", kv)
+        data = load_vectors(d.source, seed=cfg.train.seed)
         preset, why = choose_preset(len(data), 0, vector=True)
+        return cfg, data, Choice(preset, why, notes)
     else:
         data = load_dataset(d.source, resolution=d.resolution, channels=d.channels, log=log)
         preset, why = choose_preset(len(data), data.num_classes)
         side = native_side(d.source, ganforge_home())
         if side is not None and side != d.resolution:
             if side > d.resolution and not resolution_given:
-                bigger = min((r for r in (64, 128) if r <= side), default=None)
+                bigger = max((r for r in (64, 128) if r <= side), default=None)
                 hint = (f": pass --resolution {bigger} to train at {bigger}x{bigger} (about "
                         f"{(bigger // d.resolution) ** 2}x the time a step)" if bigger else "")
                 notes.append(f"{side}x{side} images trained at {d.resolution}x{d.resolution}"

@@ -676,7 +676,7 @@ class Trainer:
             else:
                 loss.backward()
             for k, v in s.items():
-                v = v.detach().float() * w
+                v = v.detach().float() if w == 1.0 else v.detach().float() * w
                 scalars[k] = scalars[k] + v if k in scalars else v
         return scalars
 
