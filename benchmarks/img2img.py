@@ -66,12 +66,13 @@ def main() -> None:
             print(f"pix2pix {res.step} steps: {fmt(m, tuple(m))}", flush=True)
         if "srgan" in args.only:
             # probe the pixel-phase speed to give the SRResNet warm-up half the budget
-            per_step = step_seconds("srgan", {**common, "warmup_steps": 10 ** 6,
+            per_step = step_seconds("srgan", {**common, "warmup_steps": 10 ** 6, "warmup": 0,
                                                   "content": "pixel"}, root / "probe-sr")
             warm = max(1, int(budget / 2 / per_step))
             run = root / "srgan"
             res = train(build_config("srgan", {**common, "max_time": args.budget,
-                                               "warmup_steps": warm, "checkpoint_every": warm,
+                                               "warmup_steps": warm, "warmup": 0,
+                                               "checkpoint_every": warm,
                                                "keep_last": 1000}), run, quiet=True,
                         tensorboard=False)
             m = evaluate(run)

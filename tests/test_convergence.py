@@ -192,6 +192,23 @@ def test_every_noise_preset_trains_under_max_time(tmp_path):
         assert res.stopped_by == "max_time" and res.step >= 1, preset
 
 
+def test_every_image_to_image_preset_trains_under_max_time(tmp_path):
+    from test_img2img import TINY
+
+    for preset, tiny in TINY.items():
+        over = dict(x.split("=") for x in tiny)
+        if preset == "srgan":  # the preset's own warm-up: a share of the time budget
+            over.pop("warmup_steps"), over.pop("warmup")
+        over.update(max_steps="none", max_time="3s", sample_every=0, checkpoint_every=0,
+                    log_every=1)
+        tr = Trainer(build_config(preset, over), tmp_path / preset, **QUIET)
+        res = tr.train()
+        assert res.stopped_by == "max_time" and res.step >= 2, preset
+        if preset == "srgan":  # half the time in the SRResNet warm-up, then the GAN phase
+            rows = (tmp_path / preset / "metrics.jsonl").read_text().splitlines()
+            assert '"G_adv"' in rows[-1] and '"G_adv"' not in rows[0], (rows[0], rows[-1])
+
+
 # -- the health monitor ------------------------------------------------------------------------
 
 def _monitor(tmp_path, preset="dcgan", *extra):

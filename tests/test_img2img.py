@@ -11,6 +11,7 @@ from PIL import Image
 import ganforge
 from ganforge.cli import main
 from ganforge.config import build_config
+from ganforge.errors import GanforgeError
 from ganforge.train import Trainer
 from ganforge.train import checkpoint as ck
 
@@ -18,7 +19,7 @@ TINY = {
     "pix2pix": ["g_base=4", "d_base=4", "batch_size=4"],
     "cyclegan": ["g_base=4", "d_base=4", "n_blocks=1", "batch_size=2", "pool_size=3"],
     "srgan": ["g_base=8", "d_base=4", "n_blocks=1", "batch_size=4", "warmup_steps=2",
-              "content=pixel"],
+              "warmup=0", "content=pixel"],
 }
 COMMON = ["log_every=2", "sample_every=2", "checkpoint_every=2"]
 
@@ -45,6 +46,23 @@ def test_trains_writes_previews_and_checkpoints(trained):
     keys = set().union(*lines)
     want = {"pix2pix": "L1", "cyclegan": "cycle", "srgan": "MSE"}[preset]
     assert want in keys, keys
+
+
+def test_srgan_warmup_is_a_share_of_the_run(tmp_path):
+    """The preset's warm-up is half the run's progress: steps here, --max-time alike."""
+    over = dict(x.split("=") for x in TINY["srgan"])
+    over.update(warmup_steps=0, max_steps=6, sample_every=0, checkpoint_every=0, log_every=1)
+    over.pop("warmup")
+    cfg = build_config("srgan", over)
+    assert cfg.train.warmup == 0.5
+    Trainer(cfg, tmp_path / "run", quiet=True, tensorboard=False).train()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    adv = [r["step"] for r in rows if "G_adv" in r]
+    assert adv and min(adv) == 4 and len(rows) == 6, rows  # steps 0-2 warm up (progress < 0.5)
+    with pytest.raises(GanforgeError, match="both set"):
+        build_config("srgan", {"warmup_steps": 10})
+    with pytest.raises(GanforgeError, match="not read by recipe=gan"):
+        build_config("dcgan", {"warmup": 0.2})
 
 
 @pytest.mark.parametrize("preset", ["pix2pix", "cyclegan", "srgan"])

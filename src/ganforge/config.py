@@ -133,6 +133,7 @@ class TrainConfig:
     adv_weight: float = 1e-3  # srgan: adversarial weight beside the content loss
     content: str = "vgg"  # srgan content loss: vgg (VGG19 features, needs weights) or pixel
     warmup_steps: int = 0  # srgan: SRResNet steps (pixel MSE only) before the GAN phase
+    warmup: float = 0.0  # srgan: the same as a share of the run (steps, epochs or max_time)
     crop: int = 0  # srgan: random high-resolution crop side per sample (0 = whole image)
     eval_every: int = 0  # steps between metric evaluations during training (0 = off)
     eval_metric: str = "fid"  # the metric that picks the kept "best" checkpoint
@@ -349,7 +350,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "the weights are missing), adversarial 1e-3, SRResNet warm-up; default: digits 8->32",
         {"recipe": "srgan", "arch": "srgan", "task": "lowres2highres", "scale": 4,
          "n_blocks": 16, "g_base": 64, "d_base": 32, "batch_size": 16, "lr_g": 1e-4,
-         "lr_d": 1e-4, "beta1": 0.9, "warmup_steps": 250, "eval_metric": "psnr",
+         "lr_d": 1e-4, "beta1": 0.9, "warmup": 0.5, "eval_metric": "psnr",
          "sample_every": 100},
     ),
 }
@@ -560,6 +561,12 @@ def validate(cfg: Config) -> None:
          "loss weights must be >= 0")
     need(t.pool_size >= 0 and t.warmup_steps >= 0 and t.crop >= 0,
          "pool_size, warmup_steps and crop must be >= 0")
+    need(0 <= t.warmup < 1, f"warmup={t.warmup}: a share of the run, in [0, 1)")
+    need(not (t.warmup and t.warmup_steps),
+         f"warmup={t.warmup} and warmup_steps={t.warmup_steps} both set: the SRResNet phase is "
+         "either a share of the run or a number of steps; set the other to 0")
+    need(t.recipe == "srgan" or not (t.warmup or t.warmup_steps),
+         f"warmup/warmup_steps: not read by recipe={t.recipe} (the SRGAN warm-up): drop it")
     recipe_img2img = getattr(RECIPES.get(t.recipe), "img2img", False)
     need(recipe_img2img == img2img,
          f"recipe={t.recipe} needs {'image pairs: set task=...' if recipe_img2img else 'task=none'}"

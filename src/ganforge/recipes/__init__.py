@@ -27,7 +27,8 @@ class Phase:
     repeat: int = 1  # times in a row per step (n_critic for the D phase)
     fresh_batch: bool = False  # fetch a new batch of real data before each repeat
     after: Callable[[], None] | None = None  # run after each optimiser step (weight clipping)
-    when: Callable[[int], bool] | None = None  # run only on steps where when(step) is true
+    # run only where when(step, progress) is true (progress: 0 -> 1 over the run, see Trainer)
+    when: Callable[[int, float], bool] | None = None
 
 
 RECIPES: dict[str, type] = {

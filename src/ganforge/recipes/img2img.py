@@ -10,10 +10,11 @@ they return losses and never call ``backward``.
 * :class:`CycleGANRecipe` (Zhu et al. 2017): ResNet generators G: A -> B and F: B -> A,
   PatchGAN D_A and D_B, least-squares loss, cycle loss (``cycle_weight``), identity loss
   (``identity_weight`` x ``cycle_weight``), a history pool of ``pool_size`` fakes for D.
-* :class:`SRGANRecipe` (Ledig et al. 2017): SRResNet G, the SRGAN D; ``warmup_steps`` of
-  pixel MSE only (SRResNet), then content loss (VGG19 relu5_4 features, or pixel MSE when the
-  weights are missing or ``content=pixel``) + ``adv_weight`` x adversarial loss. Low-resolution
-  inputs are made on the fly from (random crops of) the high-resolution targets.
+* :class:`SRGANRecipe` (Ledig et al. 2017): SRResNet G, the SRGAN D; a warm-up of pixel MSE
+  only (SRResNet: the first ``warmup`` share of the run's progress, or ``warmup_steps``
+  steps), then content loss (VGG19 relu5_4 features, or pixel MSE when the weights are
+  missing or ``content=pixel``) + ``adv_weight`` x adversarial loss. Low-resolution inputs
+  are made on the fly from (random crops of) the high-resolution targets.
 """
 
 from __future__ import annotations
@@ -259,14 +260,18 @@ class SRGANRecipe:
     def phases(self) -> list:
         from . import Phase
 
-        warm = self.cfg.train.warmup_steps
+        t = self.cfg.train
+
+        def warming(step: int, progress: float) -> bool:  # steps, or a share of the run
+            return step < t.warmup_steps or progress < t.warmup
+
         return [
             Phase("SRResNet", opt="G", fn=self.pixel_step, trainable=("G",), fresh_batch=True,
-                  when=lambda step: step < warm),
+                  when=warming),
             Phase("D", opt="D", fn=self.d_step, trainable=("D", "G"), fresh_batch=True,
-                  when=lambda step: step >= warm),
+                  when=lambda step, progress: not warming(step, progress)),
             Phase("G", opt="G", fn=self.g_step, trainable=("G",),
-                  when=lambda step: step >= warm),
+                  when=lambda step, progress: not warming(step, progress)),
         ]
 
     def lowres(self, hr: torch.Tensor) -> torch.Tensor:

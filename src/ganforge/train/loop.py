@@ -612,7 +612,7 @@ class Trainer:
         micro: list[dict] = []  # one context per micro-batch, kept from phase to phase
         for phase in self.phases:
             if self.step % phase.interval or (phase.when is not None and
-                                              not phase.when(self.step)):
+                                              not phase.when(self.step, ctx["progress"])):
                 continue
             for name, net in self.nets.items():
                 net.requires_grad_(name in phase.trainable)
