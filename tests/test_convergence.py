@@ -199,7 +199,7 @@ def test_every_image_to_image_preset_trains_under_max_time(tmp_path):
         over = dict(x.split("=") for x in tiny)
         if preset == "srgan":  # the preset's own warm-up: a share of the time budget
             over.pop("warmup_steps"), over.pop("warmup")
-        over.update(max_steps="none", max_time="3s", sample_every=0, checkpoint_every=0,
+        over.update(max_steps="none", max_time="5s", sample_every=0, checkpoint_every=0,
                     log_every=1)
         tr = Trainer(build_config(preset, over), tmp_path / preset, **QUIET)
         res = tr.train()

@@ -136,3 +136,43 @@ def test_minimax_loss_trains(tmp_path, tiny):
     res = Trainer(_cfg(tiny, "max_steps=2", "loss=minimax"), tmp_path / "r", quiet=True,
                   tensorboard=False).train()
     assert set(res.last) >= {"D_loss", "G_loss", "D(x)", "D(G(z))"}
+
+
+def test_ema_generator_measures_its_own_batchnorm_statistics(tmp_path, tiny):
+    """G_ema's running BN statistics are measured on its own outputs (standing statistics),
+    so in eval mode it normalises like it does on a large batch; and measuring them changes
+    nothing in training (same weights with or without checkpoints and grids mid-run)."""
+    quiet = dict(quiet=True, tensorboard=False)
+    a = Trainer(_cfg(tiny, "max_steps=6", "ema=0.9"), tmp_path / "a", **quiet)
+    a.train()
+    b = Trainer(_cfg(tiny, "max_steps=6", "ema=0.9", "sample_every=0", "checkpoint_every=0",
+                     "log_every=1000"), tmp_path / "b", **quiet)
+    b.train()
+    for name in ("G", "D", "G_ema"):  # a saved and sampled 3 times mid-run, b never
+        for p, q in zip(a.nets[name].parameters(), b.nets[name].parameters()):
+            assert torch.equal(p, q), name
+    G = a.G_eval
+    bn = next(m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    g_bn = next(m for m in a.G.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert not torch.allclose(bn.running_mean, g_bn.running_mean)  # not the training G's
+    z = torch.randn(512, a.cfg.model.latent_dim, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        eval_out = G(z, None)
+        G.train()
+        batch_out = G(z, None)  # normalised by this batch's own statistics
+        G.eval()
+    import copy
+
+    stale = copy.deepcopy(G)  # with the training G's statistics, as before
+    for be, b in zip(stale.buffers(), a.G.buffers()):
+        be.copy_(b)
+    with torch.no_grad():
+        stale_out = stale(z, None)
+    err, stale_err = ((eval_out - batch_out).abs().mean(), (stale_out - batch_out).abs().mean())
+    assert err < stale_err / 2, (err, stale_err)
+    saved = ck.latest_checkpoint(tmp_path / "a")
+    from safetensors.torch import load_file
+
+    stored = load_file(str(saved / "G_ema.safetensors"))
+    key = next(k for k in stored if k.endswith("running_mean"))
+    assert not torch.equal(stored[key], a.G.state_dict()[key])  # checkpoints keep them too
