@@ -26,7 +26,7 @@ def test_default_train_on_digits_says_the_recipe_first(tmp_path, capsys):
     assert first.startswith("recipe: small-data-cond") and "10 classes" in first
     assert "8x8 images upscaled to 32x32" in err
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["preset"] == "small-data-cond" and cfg["model"]["d_cond"] == "aux"
+    assert cfg["preset"] == "small-data-cond" and cfg["model"]["d_cond"] == "projection"
 
 
 def test_default_on_a_folder_of_bigger_images_says_they_are_resized(tmp_path, capsys):
