@@ -414,8 +414,8 @@ class Trainer:
 
         G_ema's weights are an average over many steps, but the running means and variances it
         would otherwise carry are the training G's, which has moved on from that average: the
-        mismatch grows as a run goes on and costs quality late in it (digits, small-data-cond:
-        classifier FID 12.2 -> 8.2 at step 1,200 from this alone). Like BigGAN's "standing
+        mismatch grows as a run goes on and costs quality late in it (digits, the former AC-GAN
+        default: classifier FID 12.2 -> 8.2 at step 1,200 from this alone). Like BigGAN's "standing
         statistics": reset them, run ``STANDING_BATCHES`` batches of fresh z (and labels)
         through G_ema in train mode, keep the cumulative average. Done before G_ema is used or
         saved, once per EMA update; a no-op for nets without BatchNorm. It draws from its own
