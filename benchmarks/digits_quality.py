@@ -6,13 +6,23 @@ report the classifier-feature FID against the real digits, the KL of the predict
 histogram against the data's, the classes covered (>= 2% of samples), the mean confidence, and
 for conditional presets the share of samples the classifier puts in the requested class.
 
+``--marks`` also scores each run at earlier points of its budget (quality versus budget). A
+recipe with no schedule on the run's progress (constant lr, EMA, gamma, beta2) trains once for
+the whole budget and its sampling generator is copied when the training clock passes each mark
+(copy time not counted): such a run is, up to a mark, the same as a run with that budget. A
+recipe with a schedule trains once per mark, since its schedules stretch with the budget.
+``--out`` appends one JSON line per scored point; ``benchmarks/budget_plot.py`` draws them.
+
     python benchmarks/digits_quality.py --budget 3m
     python benchmarks/digits_quality.py --presets dcgan cgan --budget 90s
+    python benchmarks/digits_quality.py --presets small-data-cond --budget 20m \
+        --marks 1m 2m 5m 10m --seed 0 --out budget.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import tempfile
 import time
@@ -21,11 +31,11 @@ from pathlib import Path
 import torch
 
 import ganforge
-from ganforge.config import PRESETS, build_config
+from ganforge.config import PRESETS, build_config, parse_duration
 from ganforge.data import load_dataset
 from ganforge.metrics.classifier import digits_classifier, extract_features, predict
 from ganforge.metrics.frechet import fid_from_features
-from ganforge.train import train
+from ganforge.train.loop import Trainer
 
 # noise-to-image presets built for 32x32 (the full stylegan2 / biggan presets are for 128-256)
 IMAGE_PRESETS = [p for p in sorted(PRESETS) if build_config(p).model.arch != "mlp"
@@ -51,10 +61,52 @@ def score(clf, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | No
     return out
 
 
+def cpu_name() -> str:
+    """The CPU model and whether it has native bf16 (these machines differ)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
+                  if ln.startswith("model name")), "unknown CPU")
+    return f"{model}, {'native bf16' if 'avx512_bf16' in info else 'no native bf16'}"
+
+
+def schedule_free(cfg) -> bool:
+    """True when nothing in the recipe moves with the run's progress (lr, EMA, gamma, beta2)."""
+    t = cfg.train
+    return (t.lr_decay == "none" and t.ema_end is None and t.beta2_end is None
+            and t.gamma_end == 1)
+
+
+class SnapshotTrainer(Trainer):
+    """A Trainer that keeps a copy of its sampling generator (EMA one, standing statistics
+    measured) each time the training clock passes one of ``marks`` (seconds). The copying is
+    taken off the training clock, and it draws no training randomness, so the run is the same."""
+
+    def __init__(self, *args, marks: list[float] = (), **kw):
+        super().__init__(*args, **kw)
+        self.marks = sorted(marks)
+        self.snapshots: list[tuple[float, int, int, dict]] = []
+
+    def _one_step(self, ctx: dict):
+        while self.marks and self.elapsed() >= self.marks[0]:
+            t = time.perf_counter()
+            state = {k.replace("_orig_mod.", ""): v.detach().clone()
+                     for k, v in self.G_eval.state_dict().items()}
+            self.snapshots.append((self.marks.pop(0), self.step, self.images_seen, state))
+            self._t0 += time.perf_counter() - t
+        return super()._one_step(ctx)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--presets", nargs="+", default=IMAGE_PRESETS)
     ap.add_argument("--budget", default="3m", help="wall-clock training budget per preset")
+    ap.add_argument("--marks", nargs="*", default=[],
+                    help="also score at these earlier budgets (e.g. 1m 2m 5m 10m)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="append one JSON line per scored point to this file")
     ap.add_argument("--n", type=int, default=2000, help="samples scored per preset")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
@@ -70,36 +122,61 @@ def main() -> None:
           "real digits", flush=True)
     base = score(clf, real, real[torch.randperm(len(real))], None, data_hist)
     print(f"real vs real (reference): FID {base['fid']:.2f}", flush=True)
+    budget = parse_duration(args.budget)
+    marks = sorted({parse_duration(m) for m in args.marks} - {budget})
+    if any(m > budget for m in marks):
+        ap.error(f"--marks must not exceed --budget {args.budget}")
+    extra = dict(kv.split("=", 1) for kv in args.set)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         for preset in args.presets:
-            extra = dict(kv.split("=", 1) for kv in args.set)
-            cfg = build_config(preset, {"source": "digits", "max_time": args.budget,
-                                        "seed": args.seed, "sample_every": 0,
-                                        "checkpoint_every": 0, **extra})
-            run = root / preset
-            t0 = time.perf_counter()
-            res = train(cfg, run, quiet=True, tensorboard=False)
-            secs = time.perf_counter() - t0
-            g = ganforge.load(run, device="cpu")
-            labels = g.labels(args.n)
-            fake = g.sample(args.n, seed=args.seed + 1)
-            s = score(clf, real, fake, labels, data_hist)
-            rows.append((preset, res.step, res.images_seen, secs, s))
-            print(f"{preset:12s} steps {res.step:6d}  FID {s['fid']:8.2f}  class KL "
-                  f"{s['class_kl']:.3f}  classes {s['classes']}  conf {s['confidence']:.2f}"
-                  + (f"  cond acc {s['cond_acc']:.3f}" if "cond_acc" in s else ""), flush=True)
+            def config(seconds: float, preset: str = preset):
+                return build_config(preset, {"source": "digits", "max_time": f"{seconds:g}s",
+                                             "seed": args.seed, "sample_every": 0,
+                                             "checkpoint_every": 0, **extra})
+
+            one_run = schedule_free(config(budget))
+            # (budget in seconds, run folder, snapshots to take in that run)
+            plan = ([(budget, root / preset, marks)] if one_run else
+                    [(s, root / f"{preset}-{s:g}s", []) for s in marks + [budget]])
+            for seconds, run, snaps in plan:
+                trainer = SnapshotTrainer(config(seconds), run, marks=snaps, quiet=True,
+                                          tensorboard=False)
+                res = trainer.train()
+                g = ganforge.load(run, device="cpu")
+                points = [(m, step, seen, state) for m, step, seen, state in trainer.snapshots]
+                points.append((seconds, res.step, res.images_seen,
+                               {k: v.clone() for k, v in g.G.state_dict().items()}))
+                for mark, step, seen, state in points:
+                    g.G.load_state_dict(state)
+                    labels = g.labels(args.n)
+                    fake = g.sample(args.n, seed=args.seed + 1)
+                    s = score(clf, real, fake, labels, data_hist)
+                    rows.append((preset, mark, step, seen, s))
+                    print(f"{preset:12s} {mark / 60:5.1f} min  steps {step:6d}  FID "
+                          f"{s['fid']:8.2f}  class KL {s['class_kl']:.3f}  classes "
+                          f"{s['classes']}  conf {s['confidence']:.2f}"
+                          + (f"  cond acc {s['cond_acc']:.3f}" if "cond_acc" in s else "")
+                          + ("" if one_run or not marks else "  (own run)"), flush=True)
+                    if args.out is not None:
+                        with open(args.out, "a") as f:
+                            f.write(json.dumps({
+                                "preset": preset, "seed": args.seed, "minutes": mark / 60,
+                                "steps": step, "kimg": seen / 1000, "one_run": one_run,
+                                "n": args.n,
+                                "set": args.set, "cpu": cpu_name(), **s}) + "\n")
     print()
-    print(f"digits 32x32, {args.budget} per preset on this machine, {args.n} samples, "
+    print(f"digits 32x32, {args.budget} per preset on this machine ({cpu_name()}, "
+          f"{torch.get_num_threads()} threads), {args.n} samples, "
           "classifier features (not Inception)" + (f", with {' '.join(args.set)}" if args.set
                                                    else "") + ":")
-    print("| preset | steps | kimg | classifier FID | class KL | classes (>=2%) | "
+    print("| preset | minutes | steps | kimg | classifier FID | class KL | classes (>=2%) | "
           "conditional accuracy |")
-    print("|---|---|---|---|---|---|---|")
-    for preset, steps, seen, _secs, s in rows:
+    print("|---|---|---|---|---|---|---|---|")
+    for preset, mark, steps, seen, s in rows:
         acc = f"{100 * s['cond_acc']:.1f}%" if "cond_acc" in s else "-"
-        print(f"| {preset} | {steps} | {seen / 1000:.1f} | {s['fid']:.2f} | "
+        print(f"| {preset} | {mark / 60:.3g} | {steps} | {seen / 1000:.1f} | {s['fid']:.2f} | "
               f"{s['class_kl']:.3f} | {s['classes']}/10 | {acc} |")
 
 

@@ -2,12 +2,15 @@
 
 Trains, for ring8 and grid25 and each seed: (a) the seed's plain recipe on MLPs (BCE with the
 non-saturating G loss, one D step per G step, Adam 2e-4 (0.5, 0.999), no packing, no penalty),
-(b) the ``toy`` preset (the same number of steps for both); then scores 2,500 samples of
+(b) the ``toy`` preset, (c) ``rpgan``: the ``toy`` preset with R3GAN's objective, the
+relativistic pairing loss with R1 and R2 (both gamma 1, lazy every 4 steps like ``toy``'s R1)
+(the same number of steps for all); then scores 2,500 samples of
 each with the mode metrics of PacGAN (Lin et al. 2018): modes captured, % high-quality
 samples, reverse KL. Prints one table with the published PacGAN figures beside it.
 
     python benchmarks/toy2d.py                    # 3 seeds, both datasets (~35 min on 2 cores)
     python benchmarks/toy2d.py --seeds 0 --data ring8 --steps 1000
+    python benchmarks/toy2d.py --recipes rpgan    # RpGAN + R1 + R2, 3 seeds, both datasets
 """
 
 from __future__ import annotations
@@ -34,12 +37,17 @@ PLAIN = {"arch": "mlp", "loss": "nonsaturating", "pack": 1, "r1": 0.0, "ema": 0.
          "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "n_critic": 1,
          "lr_decay": "none"}
 
+# R3GAN's objective (Huang et al. 2024) on the toy preset: relativistic pairing loss, R1 + R2
+RPGAN = {"loss": "rpgan", "r1": 1.0, "r2": 1.0}
+
 
 def run_one(recipe: str, data: str, seed: int, steps: int | None, root: Path,
             rejection: float | None = None) -> dict:
     over = {"source": data, "seed": seed, "sample_every": 0, "checkpoint_every": 0}
     if recipe == "plain":
         cfg = build_config("toy", {**over, **PLAIN})
+    elif recipe == "rpgan":
+        cfg = build_config("toy", {**over, **RPGAN})
     else:
         cfg = build_config("toy", over)
     if steps is not None:
@@ -63,7 +71,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--data", nargs="+", default=["ring8", "grid25"])
-    ap.add_argument("--recipes", nargs="+", default=["plain", "toy"])
+    ap.add_argument("--recipes", nargs="+", default=["plain", "toy"],
+                    choices=["plain", "toy", "rpgan"])
     ap.add_argument("--steps", type=int, default=None, help="override max_steps")
     ap.add_argument("--rejection", type=float, default=None,
                     help="also score discriminator rejection sampling at this percentile")
