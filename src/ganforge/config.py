@@ -258,7 +258,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "small-data-cond": (
         "the default for labelled image sets (class folders, digits): small-data + class "
         "conditioning (label embedding into G, projection D), LeCam 0.3, constant lr; "
-        "measured on digits it keeps improving with steps",
+        "digits, 3 seeds: classifier FID 8.8 after 5 min, 2.1 after 10, 2.1 after 20 "
+        "(seeds 1, 2 better at 20, seed 0 2.3 -> 3.0)",
         {"diffaug": "color,translation,cutout", "spectral_norm": "d", "ema": 0.999,
          "g_cond": "concat", "d_cond": "projection", "lecam": 0.3},
     ),
