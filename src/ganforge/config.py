@@ -201,7 +201,9 @@ _R3GAN = {"arch": "r3gan", "latent_dim": 64, "group_channels": 16, "expansion": 
 
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "dcgan": (
-        "DCGAN (Radford et al. 2015): conv G/D, BatchNorm, non-saturating loss, Adam 2e-4 (0.5)",
+        "DCGAN (Radford et al. 2015): conv G/D, BatchNorm, non-saturating loss, Adam 2e-4 "
+        "(0.5); the seed's recipe: on small sets it gets worse as it trains on (digits: "
+        "classifier FID 30 after 2 min, 125 and 5/10 classes after 10): prefer the default",
         {},
     ),
     "gan": (
