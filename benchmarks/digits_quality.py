@@ -33,6 +33,7 @@ import torch
 import ganforge
 from ganforge.config import PRESETS, build_config, parse_duration
 from ganforge.data import load_dataset
+from ganforge.errors import GanforgeError
 from ganforge.metrics.classifier import digits_classifier, extract_features, predict
 from ganforge.metrics.frechet import fid_from_features
 from ganforge.train.loop import Trainer
@@ -113,6 +114,13 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="config overrides for every preset (e.g. precision=bf16 compile=true)")
     args = ap.parse_args()
+    try:
+        budget = parse_duration(args.budget)
+        marks = sorted({parse_duration(m) for m in args.marks} - {budget})
+    except GanforgeError as e:
+        ap.error(str(e))
+    if any(m > budget for m in marks):
+        ap.error(f"--marks must not exceed --budget {args.budget}")
 
     data = load_dataset("digits", resolution=32, channels=1, log=None)
     real = data.images.float() / 127.5 - 1
@@ -122,10 +130,6 @@ def main() -> None:
           "real digits", flush=True)
     base = score(clf, real, real[torch.randperm(len(real))], None, data_hist)
     print(f"real vs real (reference): FID {base['fid']:.2f}", flush=True)
-    budget = parse_duration(args.budget)
-    marks = sorted({parse_duration(m) for m in args.marks} - {budget})
-    if any(m > budget for m in marks):
-        ap.error(f"--marks must not exceed --budget {args.budget}")
     extra = dict(kv.split("=", 1) for kv in args.set)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
