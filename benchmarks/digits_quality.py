@@ -83,19 +83,60 @@ def schedule_free(cfg) -> bool:
 class SnapshotTrainer(Trainer):
     """A Trainer that keeps a copy of its sampling generator (EMA one, standing statistics
     measured) each time the training clock passes one of ``marks`` (seconds). The copying is
-    taken off the training clock, and it draws no training randomness, so the run is the same."""
+    taken off the training clock, and it draws no training randomness, so the run is the same.
 
-    def __init__(self, *args, marks: list[float] = (), **kw):
+    ``ema_warmups``: further EMAs of the same G with other ``ema_warmup`` values, updated beside
+    the run's own (off the clock; G's training does not depend on its EMA) and copied at the
+    marks too, so one run compares EMA settings. ``snapshots`` holds
+    ``(mark, step, images seen, {ema_warmup: G_eval state})``."""
+
+    def __init__(self, *args, marks: list[float] = (), ema_warmups: list[float] = (), **kw):
         super().__init__(*args, **kw)
         self.marks = sorted(marks)
-        self.snapshots: list[tuple[float, int, int, dict]] = []
+        self.snapshots: list[tuple[float, int, int, dict[float, dict]]] = []
+        own = self.cfg.train.ema_warmup
+        if ema_warmups and self.G_ema is None:
+            raise GanforgeError("--ema-warmups compares generator EMAs: the recipe has none "
+                                "(set ema=0.999)")
+        self.extra = {float(c): [p.detach().clone() for p in self.G_ema.parameters()]
+                      for c in ema_warmups if float(c) != own}
+
+    def _update_ema(self) -> None:
+        super()._update_ema()
+        t = time.perf_counter()
+        k = self.ema_updates
+        with torch.no_grad():
+            for c, params in self.extra.items():
+                beta = min(self._ema_beta, (1 + k) / (c + k))
+                for pe, p in zip(params, self.G.parameters()):
+                    pe.lerp_(p, 1 - beta)
+        self._t0 += time.perf_counter() - t
+
+    def eval_states(self) -> dict[float, dict]:
+        """{ema_warmup: state of the sampling generator} for the run's EMA and the extra ones
+        (each with its standing statistics measured); leaves the run's EMA as it was."""
+        def state() -> dict:
+            return {k.replace("_orig_mod.", ""): v.detach().clone()
+                    for k, v in self.G_eval.state_dict().items()}
+
+        out = {self.cfg.train.ema_warmup: state()}
+        if not self.extra:
+            return out
+        own = [p.detach().clone() for p in self.G_ema.parameters()]
+        with torch.no_grad():
+            for c, params in [*self.extra.items(), (None, own)]:
+                for pe, p in zip(self.G_ema.parameters(), params):
+                    pe.copy_(p)
+                self._standing_at = -1  # measure the statistics of these weights
+                if c is not None:
+                    out[c] = state()
+        return out
 
     def _one_step(self, ctx: dict):
         while self.marks and self.elapsed() >= self.marks[0]:
             t = time.perf_counter()
-            state = {k.replace("_orig_mod.", ""): v.detach().clone()
-                     for k, v in self.G_eval.state_dict().items()}
-            self.snapshots.append((self.marks.pop(0), self.step, self.images_seen, state))
+            self.snapshots.append((self.marks.pop(0), self.step, self.images_seen,
+                                   self.eval_states()))
             self._t0 += time.perf_counter() - t
         return super()._one_step(ctx)
 
@@ -111,6 +152,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="samples scored per preset")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
+    ap.add_argument("--ema-warmups", nargs="*", type=float, default=[], metavar="C",
+                    help="also score EMAs of the same runs with these ema_warmup values")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="config overrides for every preset (e.g. precision=bf16 compile=true)")
     args = ap.parse_args()
@@ -121,6 +164,14 @@ def main() -> None:
         ap.error(str(e))
     if any(m > budget for m in marks):
         ap.error(f"--marks must not exceed --budget {args.budget}")
+    if any(c <= 1 for c in args.ema_warmups):
+        ap.error("--ema-warmups values must be > 1 (10 is the default, 4 a longer average)")
+    sets = dict(kv.split("=", 1) for kv in args.set if "=" in kv)
+    no_ema = [p for p in args.presets if args.ema_warmups and p in PRESETS
+              and build_config(p, sets).train.ema == 0]
+    if no_ema:
+        ap.error(f"--ema-warmups compares generator EMAs: {', '.join(no_ema)} has none "
+                 "(pass --set ema=0.999 or drop it)")
 
     data = load_dataset("digits", resolution=32, channels=1, log=None)
     real = data.images.float() / 127.5 - 1
@@ -145,20 +196,26 @@ def main() -> None:
             plan = ([(budget, root / preset, marks)] if one_run else
                     [(s, root / f"{preset}-{s:g}s", []) for s in marks + [budget]])
             for seconds, run, snaps in plan:
-                trainer = SnapshotTrainer(config(seconds), run, marks=snaps, quiet=True,
+                trainer = SnapshotTrainer(config(seconds), run, marks=snaps,
+                                          ema_warmups=args.ema_warmups, quiet=True,
                                           tensorboard=False)
                 res = trainer.train()
                 g = ganforge.load(run, device="cpu")
-                points = [(m, step, seen, state) for m, step, seen, state in trainer.snapshots]
-                points.append((seconds, res.step, res.images_seen,
-                               {k: v.clone() for k, v in g.G.state_dict().items()}))
-                for mark, step, seen, state in points:
+                own = trainer.cfg.train.ema_warmup
+                end = trainer.eval_states()
+                end[own] = {k: v.clone() for k, v in g.G.state_dict().items()}  # as saved
+                points = [(m, step, seen, c, state) for m, step, seen, states in
+                          [*trainer.snapshots, (seconds, res.step, res.images_seen, end)]
+                          for c, state in states.items()]
+                for mark, step, seen, c, state in points:
                     g.G.load_state_dict(state)
+                    tag = [] if c == own else [f"ema_warmup={c:g}"]
+                    name = " ".join([preset, *tag])
                     labels = g.labels(args.n)
                     fake = g.sample(args.n, seed=args.seed + 1)
                     s = score(clf, real, fake, labels, data_hist)
-                    rows.append((preset, mark, step, seen, s))
-                    print(f"{preset:12s} {mark / 60:5.1f} min  steps {step:6d}  FID "
+                    rows.append((name, mark, step, seen, s))
+                    print(f"{name:12s} {mark / 60:5.1f} min  steps {step:6d}  FID "
                           f"{s['fid']:8.2f}  class KL {s['class_kl']:.3f}  classes "
                           f"{s['classes']}  conf {s['confidence']:.2f}"
                           + (f"  cond acc {s['cond_acc']:.3f}" if "cond_acc" in s else "")
@@ -169,7 +226,7 @@ def main() -> None:
                                 "preset": preset, "seed": args.seed, "minutes": mark / 60,
                                 "steps": step, "kimg": seen / 1000, "one_run": one_run,
                                 "n": args.n,
-                                "set": args.set, "cpu": cpu_name(), **s}) + "\n")
+                                "set": args.set + tag, "cpu": cpu_name(), **s}) + "\n")
     print()
     print(f"digits 32x32, {args.budget} per preset on this machine ({cpu_name()}, "
           f"{torch.get_num_threads()} threads), {args.n} samples, "

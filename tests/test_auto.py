@@ -29,7 +29,8 @@ def test_default_train_on_digits_says_the_recipe_first(tmp_path, capsys):
     assert cfg["preset"] == "small-data-cond" and cfg["model"]["d_cond"] == "projection"
 
 
-def test_default_on_a_folder_of_bigger_images_says_they_are_resized(tmp_path, capsys):
+def test_default_on_a_folder_of_bigger_images_says_they_are_resized(tmp_path, capsys,
+                                                                     monkeypatch):
     from PIL import Image
 
     d = tmp_path / "imgs"
@@ -42,6 +43,14 @@ def test_default_on_a_folder_of_bigger_images_says_they_are_resized(tmp_path, ca
                             "64x64 (about 4x the time a step)"]
     _, _, chosen = auto_config([f"source={d}", "resolution=64"], log=None)
     assert chosen.notes == []  # asked for: nothing to say
+    import ganforge.data.sources as sources
+
+    listed = []
+    real_folder_source = sources.folder_source
+    monkeypatch.setattr(sources, "folder_source",
+                        lambda *a, **k: listed.append(a[0]) or real_folder_source(*a, **k))
+    auto_config([f"source={d}"], log=None)
+    assert listed == [d]  # the folder is listed once, its image size read on the way
     run = tmp_path / "run"
     assert main(["train", "--data", str(d), "--max-steps", "1", "--out", str(run), *SMALL]) == 0
     assert "pass --resolution 64" in capsys.readouterr().err

@@ -53,7 +53,8 @@ def test_snapshots_do_not_change_the_run_and_match_a_shorter_run(dq, tmp_path, t
     short = Trainer(build_config("dcgan", tiny + over + ["max_steps=3"]), tmp_path / "c",
                     **quiet)
     short.train()
-    [(mark, step, seen, state)] = snap.snapshots
+    [(mark, step, seen, states)] = snap.snapshots
+    state = states[10.0]  # the run's own EMA (ema_warmup 10)
     assert (mark, step, seen) == (3.0, 3, 3 * short.cfg.train.batch_size)
     expected = short.G_eval.state_dict()  # what a run stopped at step 3 samples with
     assert state.keys() == expected.keys()
@@ -79,3 +80,27 @@ def test_budget_plot_table_and_errors(tmp_path):
     out = subprocess.run([sys.executable, str(BENCH / "budget_plot.py"), str(bad)],
                          capture_output=True, text=True)
     assert out.returncode != 0 and "bad.jsonl:1" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_extra_emas_are_those_of_a_run_with_that_warmup(dq, tmp_path, tiny):
+    """--ema-warmups: an EMA kept beside the run's own is, at a mark and at the end, the
+    sampling generator of a run trained with that ema_warmup (and the run is unchanged)."""
+    class StepClock(dq.SnapshotTrainer):
+        def elapsed(self):
+            return float(self.step)
+
+    quiet = dict(quiet=True, tensorboard=False)
+    over = ["ema=0.99", "sample_every=0", "checkpoint_every=0", "log_every=1000", "max_steps=5"]
+    both = StepClock(build_config("dcgan", tiny + over), tmp_path / "a", marks=[3.0],
+                     ema_warmups=[4.0], **quiet)
+    both.train()
+    for warmup, at in ((4, 3), (4, 5), (10, 5)):
+        alone = Trainer(build_config("dcgan", tiny + over[:-1] + [f"max_steps={at}",
+                                                                  f"ema_warmup={warmup}"]),
+                        tmp_path / f"w{warmup}-{at}", **quiet)
+        alone.train()
+        states = both.snapshots[0][3] if at == 3 else both.eval_states()
+        expected = alone.G_eval.state_dict()
+        for k, v in expected.items():
+            torch.testing.assert_close(states[float(warmup)][k], v, rtol=1e-5, atol=1e-6)
+    assert set(both.snapshots[0][3]) == {10.0, 4.0}

@@ -176,3 +176,37 @@ def test_ema_generator_measures_its_own_batchnorm_statistics(tmp_path, tiny):
     stored = load_file(str(saved / "G_ema.safetensors"))
     key = next(k for k in stored if k.endswith("running_mean"))
     assert not torch.equal(stored[key], a.G.state_dict()[key])  # checkpoints keep them too
+
+
+def test_ema_warmup_sets_how_much_of_a_young_run_the_average_spans(tmp_path, tiny):
+    """After k updates the EMA decay is min(ema, (1 + k) / (ema_warmup + k)): recomputed by
+    hand from G's weights at each update, for the default and for a longer average."""
+
+    class Recording(Trainer):
+        def _update_ema(self):
+            self.seen_g = getattr(self, "seen_g", []) + [
+                [p.detach().clone() for p in self.G.parameters()]]
+            super()._update_ema()
+
+    ema = {}
+    for warmup in (10, 4):
+        tr = Recording(_cfg(tiny, "max_steps=5", "ema=0.99", f"ema_warmup={warmup}",
+                            "sample_every=0", "checkpoint_every=0", "log_every=1000"),
+                       tmp_path / f"w{warmup}", quiet=True, tensorboard=False)
+        start = [p.detach().clone() for p in tr.G_ema.parameters()]
+        tr.train()
+        expect = start
+        for k, g in enumerate(tr.seen_g, 1):
+            beta = min(0.99, (1 + k) / (warmup + k))
+            expect = [beta * e + (1 - beta) * p for e, p in zip(expect, g)]
+        for e, p in zip(expect, tr.G_ema.parameters()):
+            torch.testing.assert_close(p, e, rtol=1e-5, atol=1e-6)
+        ema[warmup] = [p.detach().clone() for p in tr.G_ema.parameters()]
+    assert not all(torch.equal(a, b) for a, b in zip(ema[10], ema[4]))
+
+
+def test_ema_warmup_is_refused_without_an_ema(tiny):
+    with pytest.raises(GanforgeError, match="ema_warmup shapes the generator EMA"):
+        _cfg(tiny, "ema_warmup=4")
+    with pytest.raises(GanforgeError, match="ema_warmup must be > 1"):
+        _cfg(tiny, "ema=0.999", "ema_warmup=1")

@@ -29,6 +29,7 @@ class ImageDataset:
     class_names: list[str]
     name: str
     skipped: int = 0
+    native_side: int | None = None  # typical shorter side of the images as they came
 
     @property
     def num_classes(self) -> int:

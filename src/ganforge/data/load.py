@@ -16,7 +16,8 @@ from ganforge.errors import GanforgeError
 from .cache import CacheEntry, CacheWriter, cache_key, load_entry, memory_limit
 from .dataset import ImageDataset, ganforge_home
 from .images import decode_image, describe_error, is_grayish, resize_batch
-from .sources import EXTENSIONS_TEXT, ArraySource, FileSource, Source, open_source
+from .sources import (EXTENSIONS_TEXT, ArraySource, FileSource, Source, known_side,
+                      open_source, source_side)
 
 Log = Callable[[str], None]
 _CHUNK = 512
@@ -52,8 +53,12 @@ def load_dataset(
     source = open_source(spec, home_p, say)
     try:
         if isinstance(source, ArraySource):
-            return _from_arrays(source, int(resolution), channels, home_p, say, limit)
-        return _from_files(source, int(resolution), channels, home_p, say, limit)
+            data = _from_arrays(source, int(resolution), channels, home_p, say, limit)
+        else:
+            data = _from_files(source, int(resolution), channels, home_p, say, limit)
+        side = known_side(spec)
+        data.native_side = side if side is not None else source_side(source)
+        return data
     finally:
         if isinstance(source, FileSource):
             source.close()

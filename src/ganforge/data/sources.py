@@ -258,17 +258,15 @@ KNOWN_SIDES = {"digits": 8, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "sv
                "celeba": 178}
 
 
-def native_side(spec: str | os.PathLike, home: Path, probe: int = 16) -> int | None:
-    """The typical shorter side of a set's images as they come (the median over up to
-    ``probe`` images read from their headers), or None when it cannot be told cheaply."""
+def known_side(spec: str | os.PathLike) -> int | None:
+    """The native shorter side of a built-in set, or None for files and folders."""
     key = str(spec).strip().lower().replace("_", "-")
-    key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
-    if key in KNOWN_SIDES:
-        return KNOWN_SIDES[key]
-    try:
-        src = open_source(spec, home, lambda _: None)
-    except GanforgeError:
-        return None
+    return KNOWN_SIDES.get({"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key))
+
+
+def source_side(src: Source, probe: int = 16) -> int | None:
+    """The typical shorter side of an open source's images as they come (the median over up
+    to ``probe`` images read from their headers), or None when none can be read."""
     if isinstance(src, ArraySource):
         return int(min(src.images.shape[-2:]))
     import io
@@ -277,14 +275,11 @@ def native_side(spec: str | os.PathLike, home: Path, probe: int = 16) -> int | N
 
     n = len(src.names)
     sides = []
-    try:
-        for i in sorted({round(k * (n - 1) / max(probe - 1, 1)) for k in range(min(probe, n))}):
+    for i in sorted({round(k * (n - 1) / max(probe - 1, 1)) for k in range(min(probe, n))}):
+        try:
             item = src.read(i)
-            try:
-                with Image.open(io.BytesIO(item) if isinstance(item, bytes) else item) as im:
-                    sides.append(min(im.size))
-            except Exception:  # noqa: BLE001 - a broken file: the loader reports it
-                continue
-    finally:
-        src.close()
+            with Image.open(io.BytesIO(item) if isinstance(item, bytes) else item) as im:
+                sides.append(min(im.size))
+        except Exception:  # noqa: BLE001 - a broken file: the loader reports it
+            continue
     return int(np.median(sides)) if sides else None

@@ -56,8 +56,6 @@ def auto_config(overrides: dict[str, Any] | list[str] | None = None,
     """``(config, data or None, Choice)`` for a run without a preset: the data is loaded once
     (and handed to the trainer) to pick the recipe."""
     from ..data import is_vector_spec, load_dataset
-    from ..data.dataset import ganforge_home
-    from ..data.sources import native_side
 
     kv = as_dict(overrides or {})
     d = apply_overrides(Config(), _data_keys(kv)).data
@@ -78,7 +76,7 @@ def auto_config(overrides: dict[str, Any] | list[str] | None = None,
     else:
         data = load_dataset(d.source, resolution=d.resolution, channels=d.channels, log=log)
         preset, why = choose_preset(len(data), data.num_classes)
-        side = native_side(d.source, ganforge_home())
+        side = data.native_side
         if side is not None and side != d.resolution:
             if side > d.resolution and not resolution_given:
                 bigger = max((r for r in (64, 128) if r <= side), default=None)

@@ -740,9 +740,13 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        """G_ema <- beta G_ema + (1 - beta) G, beta ramped up from 0.1 to its schedule."""
+        """G_ema <- beta G_ema + (1 - beta) G, beta at most (1 + k) / (ema_warmup + k) after k
+        updates (from 2 / (ema_warmup + 1)): a young run's average spans about the last
+        1 / (ema_warmup - 1) of its steps (its mean age is k / (ema_warmup - 1)) until the
+        scheduled decay caps it, so early weights leave the average as the run goes on."""
         self.ema_updates += 1
-        beta = min(self._ema_beta, (1 + self.ema_updates) / (10 + self.ema_updates))
+        k = self.ema_updates
+        beta = min(self._ema_beta, (1 + k) / (self.cfg.train.ema_warmup + k))
         for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
             pe.lerp_(p, 1 - beta)
         for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
