@@ -230,7 +230,9 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         {"loss": "lsgan"},
     ),
     "hinge": (
-        "hinge loss (Lim & Ye 2017) with spectral norm in D, DCGAN nets, Adam 2e-4 (0.5)",
+        "hinge loss (Lim & Ye 2017) with spectral norm in D, DCGAN nets, Adam 2e-4 (0.5); "
+        "on small sets it collapses as it trains on (digits: classifier FID 38 after 2 min, "
+        "291 and 3/10 classes after 10): prefer the default",
         {"loss": "hinge", "spectral_norm": "d"},
     ),
     "sngan": (
@@ -245,7 +247,9 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         {"g_cond": "concat", "d_cond": "concat"},
     ),
     "acgan": (
-        "AC-GAN (Odena et al. 2017): label embedding into G, auxiliary classifier in D",
+        "AC-GAN (Odena et al. 2017): label embedding into G, auxiliary classifier in D; on "
+        "small sets it loses classes as it trains on (digits: classifier FID 29 after 2 min, "
+        "108 and 6/10 classes after 10): prefer the default",
         {"g_cond": "concat", "d_cond": "aux"},
     ),
     "projection": (
