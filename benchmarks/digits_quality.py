@@ -36,7 +36,7 @@ from ganforge.data import load_dataset
 from ganforge.errors import GanforgeError
 from ganforge.metrics.classifier import digits_classifier, extract_features, predict
 from ganforge.metrics.frechet import fid_from_features
-from ganforge.train.loop import Trainer
+from ganforge.train.loop import Trainer, ema_decay
 
 # noise-to-image presets built for 32x32 (the full stylegan2 / biggan presets are for 128-256)
 IMAGE_PRESETS = [p for p in sorted(PRESETS) if build_config(p).model.arch != "mlp"
@@ -104,10 +104,9 @@ class SnapshotTrainer(Trainer):
     def _update_ema(self) -> None:
         super()._update_ema()
         t = time.perf_counter()
-        k = self.ema_updates
         with torch.no_grad():
             for c, params in self.extra.items():
-                beta = min(self._ema_beta, (1 + k) / (c + k))
+                beta = ema_decay(self.ema_updates, c, self._ema_beta)
                 for pe, p in zip(params, self.G.parameters()):
                     pe.lerp_(p, 1 - beta)
         self._t0 += time.perf_counter() - t

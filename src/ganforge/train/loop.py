@@ -86,6 +86,11 @@ def fill_model_shape(cfg: Config, data) -> None:
         m.num_classes = data.num_classes
 
 
+def ema_decay(updates: int, warmup: float, cap: float) -> float:
+    """The EMA decay of update number ``updates``: ``(1 + k) / (warmup + k)``, at most ``cap``."""
+    return min(cap, (1 + updates) / (warmup + updates))
+
+
 class Trainer:
     def __init__(self, cfg: Config, run: str | Path, resume: bool = False,
                  data=None, console: Console | None = None,
@@ -745,8 +750,7 @@ class Trainer:
         1 / (ema_warmup - 1) of its steps (its mean age is k / (ema_warmup - 1)) until the
         scheduled decay caps it, so early weights leave the average as the run goes on."""
         self.ema_updates += 1
-        k = self.ema_updates
-        beta = min(self._ema_beta, (1 + k) / (self.cfg.train.ema_warmup + k))
+        beta = ema_decay(self.ema_updates, self.cfg.train.ema_warmup, self._ema_beta)
         for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
             pe.lerp_(p, 1 - beta)
         for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
