@@ -37,6 +37,7 @@ from ganforge.errors import GanforgeError
 from ganforge.metrics.classifier import digits_classifier, extract_features, predict
 from ganforge.metrics.frechet import fid_from_features
 from ganforge.train.loop import Trainer, ema_decay
+from ganforge.utils import cpu_name
 
 # noise-to-image presets built for 32x32 (the full stylegan2 / biggan presets are for 128-256)
 IMAGE_PRESETS = [p for p in sorted(PRESETS) if build_config(p).model.arch != "mlp"
@@ -60,17 +61,6 @@ def score(clf, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | No
     if labels is not None:
         out["cond_acc"] = float((pred == labels).double().mean())
     return out
-
-
-def cpu_name() -> str:
-    """The CPU model and whether it has native bf16 (these machines differ)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                  if ln.startswith("model name")), "unknown CPU")
-    return f"{model}, {'native bf16' if 'avx512_bf16' in info else 'no native bf16'}"
 
 
 def schedule_free(cfg) -> bool:

@@ -412,21 +412,9 @@ class Translator:
         if self.kind != "srgan":
             raise GanforgeError(f"upscale needs a super-resolution run (srgan); this one is "
                                 f"{self.kind}: use `ganforge translate`")
-        h, w = x.shape[-2:]
-        if not tile or (h <= tile and w <= tile):
-            return self.translate(x)
-        s = self.cfg.data.scale
-        step = max(1, tile - 2 * overlap)
-        out = torch.zeros(x.shape[0], self.out_channels, h * s, w * s)
-        for y0 in range(0, h, step):
-            for x0 in range(0, w, step):
-                ya, xa = max(0, y0 - overlap), max(0, x0 - overlap)
-                yb, xb = min(h, y0 + step + overlap), min(w, x0 + step + overlap)
-                part = self.translate(x[..., ya:yb, xa:xb])
-                y1, x1 = min(h, y0 + step), min(w, x0 + step)
-                out[..., y0 * s:y1 * s, x0 * s:x1 * s] = part[
-                    ..., (y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
-        return out
+        from .nets.img2img import tiled_upscale
+
+        return tiled_upscale(self.translate, x, self.cfg.data.scale, tile, overlap)
 
 
 def load_translator(run: str | Path, device: str = "auto",
@@ -455,7 +443,9 @@ def load_translator(run: str | Path, device: str = "auto",
     for name, net in recipe.nets().items():
         if name.startswith("D"):
             continue  # discriminators are not needed to translate
-        ck.load_net(net, path, name)
+        # the generator EMA (ema > 0) is what a run samples with, as for noise-to-image runs
+        ema = name == "G" and (path / "G_ema.safetensors").is_file()
+        ck.load_net(net, path, "G_ema" if ema else name)
         net.to(dev)
     step = int(ck.load_state(path).get("step", 0))
     return Translator(cfg, recipe, dev, step, path)

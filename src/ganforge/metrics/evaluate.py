@@ -36,7 +36,8 @@ DEFAULT_METRICS = ("fid", "kid", "is", "pr", "dc", "classes")
 DIRECTION = {"fid": False, "kid": False, "class_kl": False, "reverse_kl": False,
              "is": True, "precision": True, "recall": True, "density": True, "coverage": True,
              "classes_covered": True, "cond_acc": True, "modes": True, "high_quality": True,
-             "l1": False, "psnr": True, "ssim": True, "cycle": False}
+             "l1": False, "psnr": True, "ssim": True, "cycle": False, "psnr_y": True,
+             "ssim_y": True}
 BOOTSTRAP_MAX_DIM = 512  # bootstrap the FID only where a covariance + eigh is cheap
 BOOTSTRAP_ROUNDS = 50
 
@@ -217,7 +218,8 @@ def evaluate_run(run: str | Path, data: str | None = None, metrics: tuple[str, .
         t0 = time.perf_counter()
         pairs = load_data(cfg, log=None)
         m = heldout_metrics(g.recipe, pairs, g.device, n, baseline=True)
-        held = len(pairs.test_a if hasattr(pairs, "a") else pairs.test_source)
+        held = len(pairs.test_a if hasattr(pairs, "a") else pairs.test_images
+                   if hasattr(pairs, "test_images") else pairs.test_source)
         return {"run": str(run), "checkpoint": g.checkpoint.name, "step": g.step,
                 "data": cfg.data.source, "task": cfg.data.task, "n": n,
                 "heldout": held, "features": "pixels (paired metrics on held-out examples)",

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GanforgeError
@@ -205,17 +206,38 @@ class ResnetGenerator(nn.Module):
 
 
 class SRResidualBlock(nn.Module):
-    """SRResNet's residual block: x + (conv3x3, BN, PReLU, conv3x3, BN)(x)."""
+    """SRResNet's residual block: x + (conv3x3, BN, PReLU, conv3x3, BN)(x); without the BNs
+    when ``norm="none"`` (EDSR's block, Lim et al. 2017)."""
 
-    def __init__(self, n_feats: int):
+    def __init__(self, n_feats: int, norm: str = "batch"):
         super().__init__()
+        bn = norm == "batch"
+
+        def nrm() -> list[nn.Module]:
+            return [nn.BatchNorm2d(n_feats)] if bn else []
+
         self.body = nn.Sequential(
-            nn.Conv2d(n_feats, n_feats, 3, 1, 1, bias=False), nn.BatchNorm2d(n_feats),
-            nn.PReLU(n_feats),
-            nn.Conv2d(n_feats, n_feats, 3, 1, 1, bias=False), nn.BatchNorm2d(n_feats))
+            nn.Conv2d(n_feats, n_feats, 3, 1, 1, bias=not bn), *nrm(), nn.PReLU(n_feats),
+            nn.Conv2d(n_feats, n_feats, 3, 1, 1, bias=not bn), *nrm())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
+
+
+def icnr_(weight: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """ICNR initialisation (Aitken et al. 2017) of a conv feeding ``PixelShuffle(factor)``,
+    in place: kaiming-normal weights for ``out / factor**2`` channels, each repeated for the
+    ``factor**2`` sub-pixel positions, so the shuffled output starts as a nearest-neighbour
+    upsampling of one map: no checkerboard at initialisation."""
+    out_c = weight.shape[0]
+    if out_c % factor**2:
+        raise GanforgeError(f"icnr_: {out_c} output channels are not a multiple of "
+                            f"{factor**2}")
+    sub = torch.empty(out_c // factor**2, *weight.shape[1:])
+    nn.init.kaiming_normal_(sub, a=0.25)  # PReLU's initial slope
+    with torch.no_grad():  # PixelShuffle takes channel c * f^2 + k to sub-pixel k of map c
+        weight.copy_(sub.repeat_interleave(factor**2, dim=0))
+    return weight
 
 
 class SRResNet(nn.Module):
@@ -224,30 +246,81 @@ class SRResNet(nn.Module):
 
     Conv 9x9 + PReLU; ``n_blocks`` :class:`SRResidualBlock` s; Conv 3x3 + BN plus a global skip
     from the first PReLU; ``log2(scale)`` x (Conv 3x3 to ``4 * n_feats``, PixelShuffle(2),
-    PReLU); Conv 9x9 to C; Tanh. PReLUs have one slope per channel. The paper takes LR in
-    [0, 1]; here both ends are in [-1, 1] like every image in the library.
+    PReLU); Conv 9x9 to C. PReLUs have one slope per channel. The convs before each
+    PixelShuffle start with ICNR (:func:`icnr_`) against checkerboard artefacts.
+
+    ``skip``: ``"none"`` is the paper's net (a Tanh on the last conv); ``"bicubic"`` adds the
+    bicubic upsampling of the input to the last conv's output (global residual learning, as
+    VDSR and most later SR nets), whose weights start at zero, so an untrained net *is*
+    bicubic upsampling and training only has to learn the missing detail. Its output is not
+    squashed (clamp it to [-1, 1] to save it). ``norm``: ``"batch"`` (the paper) or
+    ``"none"`` (no BatchNorm anywhere: EDSR's finding that BN hurts SR, and no train/eval
+    mismatch on small batches of crops). The paper takes LR in [0, 1]; here both ends are in
+    [-1, 1] like every image in the library.
     """
 
     SCALES = (2, 4, 8)
+    SKIPS = ("bicubic", "none")
 
-    def __init__(self, channels: int, scale: int = 4, n_blocks: int = 16, n_feats: int = 64):
+    def __init__(self, channels: int, scale: int = 4, n_blocks: int = 16, n_feats: int = 64,
+                 skip: str = "none", norm: str = "batch"):
         super().__init__()
         if scale not in self.SCALES:
             raise GanforgeError(f"SRResNet: scale={scale} is not supported: use 2, 4 or 8")
-        self.scale = scale
+        if skip not in self.SKIPS:
+            raise GanforgeError(f"SRResNet: skip={skip!r}: use bicubic or none")
+        if norm not in ("batch", "none"):
+            raise GanforgeError(f"SRResNet: norm={norm!r}: use batch or none")
+        self.scale, self.skip = scale, skip
+        bn = norm == "batch"
         self.head = nn.Sequential(nn.Conv2d(channels, n_feats, 9, 1, 4), nn.PReLU(n_feats))
-        self.body = nn.Sequential(*[SRResidualBlock(n_feats) for _ in range(n_blocks)],
-                                  nn.Conv2d(n_feats, n_feats, 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(n_feats))
+        self.body = nn.Sequential(*[SRResidualBlock(n_feats, norm) for _ in range(n_blocks)],
+                                  nn.Conv2d(n_feats, n_feats, 3, 1, 1, bias=not bn),
+                                  *([nn.BatchNorm2d(n_feats)] if bn else []))
         up: list[nn.Module] = []
         for _ in range(int(math.log2(scale))):  # [N, F, h, w] -> [N, F, 2h, 2w]
-            up += [nn.Conv2d(n_feats, 4 * n_feats, 3, 1, 1), nn.PixelShuffle(2),
-                   nn.PReLU(n_feats)]
-        self.tail = nn.Sequential(*up, nn.Conv2d(n_feats, channels, 9, 1, 4), nn.Tanh())
+            conv = nn.Conv2d(n_feats, 4 * n_feats, 3, 1, 1)
+            icnr_(conv.weight)
+            up += [conv, nn.PixelShuffle(2), nn.PReLU(n_feats)]
+        last = nn.Conv2d(n_feats, channels, 9, 1, 4)
+        if skip == "bicubic":
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        self.tail = nn.Sequential(*up, last, *([nn.Tanh()] if skip == "none" else []))
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         h = self.head(lr)  # [N, F, h, w]
-        return self.tail(h + self.body(h))  # [N, C, h*scale, w*scale]
+        out = self.tail(h + self.body(h))  # [N, C, h*scale, w*scale]
+        if self.skip == "bicubic":
+            out = out + F.interpolate(lr, scale_factor=self.scale, mode="bicubic",
+                                      align_corners=False)
+        return out
+
+
+@torch.no_grad()
+def tiled_upscale(fn, x: torch.Tensor, scale: int, tile: int = 128,
+                  overlap: int = 8) -> torch.Tensor:
+    """``fn`` (low-resolution float ``[N, C, h, w]`` -> ``[N, C', h*scale, w*scale]``) over
+    ``x`` in tiles of ``tile`` input pixels overlapping by ``overlap``, so memory stays bounded
+    for any image size: each output pixel comes from the tile where it lies farthest from an
+    edge. ``tile=0`` (or an image no bigger than a tile) runs it whole. Returns float32 on the
+    CPU."""
+    h, w = x.shape[-2:]
+    if not tile or (h <= tile and w <= tile):
+        return fn(x).float().cpu()
+    step = max(1, tile - 2 * overlap)
+    out = None
+    for y0 in range(0, h, step):
+        for x0 in range(0, w, step):
+            ya, xa = max(0, y0 - overlap), max(0, x0 - overlap)
+            yb, xb = min(h, y0 + step + overlap), min(w, x0 + step + overlap)
+            part = fn(x[..., ya:yb, xa:xb]).float().cpu()
+            if out is None:
+                out = torch.zeros(x.shape[0], part.shape[1], h * scale, w * scale)
+            y1, x1 = min(h, y0 + step), min(w, x0 + step)
+            out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] = part[
+                ..., (y0 - ya) * scale:(y1 - ya) * scale, (x0 - xa) * scale:(x1 - xa) * scale]
+    return out
 
 
 class SRGANDiscriminator(nn.Module):

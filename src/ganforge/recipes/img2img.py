@@ -233,7 +233,8 @@ class SRGANRecipe:
         m = cfg.model
         self.cfg = cfg
         self.scale = cfg.data.scale
-        self.G = SRResNet(m.channels, scale=self.scale, n_blocks=m.n_blocks, n_feats=m.g_base)
+        self.G = SRResNet(m.channels, scale=self.scale, n_blocks=m.n_blocks, n_feats=m.g_base,
+                          skip=m.sr_skip, norm=m.norm)
         self.D = SRGANDiscriminator(m.channels, base=m.d_base)
         self.loss = LOSSES[cfg.train.loss]
         self.notes: list[str] = []
@@ -296,15 +297,21 @@ class SRGANRecipe:
                               for i, (y, x) in enumerate(zip(ys.tolist(), xs.tolist()))])
         return self.lowres(hr), hr
 
+    def pixel(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        """The pixel loss (``pixel_loss``: mse, or l1 as EDSR and most later SR nets)."""
+        if self.cfg.train.pixel_loss == "l1":
+            return F.l1_loss(sr, hr)
+        return F.mse_loss(sr, hr)
+
     def content(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         if self.vgg is None:
-            return F.mse_loss(sr, hr)
+            return self.pixel(sr, hr)
         return F.mse_loss(self.vgg(sr), self.vgg(hr).detach())
 
     def pixel_step(self, ctx: dict) -> dict[str, torch.Tensor]:
         lr, hr = self._pair(ctx)
-        mse = F.mse_loss(self.G(lr), hr)
-        return {"loss": mse, "MSE": mse.detach()}
+        loss = self.pixel(self.G(lr), hr)
+        return {"loss": loss, self.cfg.train.pixel_loss.upper(): loss.detach()}
 
     def d_step(self, ctx: dict) -> dict[str, torch.Tensor]:
         lr, hr = self._pair(ctx)
@@ -328,7 +335,7 @@ class SRGANRecipe:
         hr = fixed["target"]
         lr = self.lowres(hr)
         up = F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False)
-        return torch.cat([up.clamp(-1, 1), self.G(lr), hr])
+        return torch.cat([up.clamp(-1, 1), self.G(lr).clamp(-1, 1), hr])
 
 
 IMG2IMG_RECIPES = {"pix2pix": Pix2PixRecipe, "cyclegan": CycleGANRecipe, "srgan": SRGANRecipe}

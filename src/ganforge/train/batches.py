@@ -10,6 +10,7 @@ import torch
 
 from ..config import Config
 from ..data import ImageDataset
+from ..errors import GanforgeError
 
 
 def load_data(cfg: Config, log=print):
@@ -17,6 +18,26 @@ def load_data(cfg: Config, log=print):
     from ..data import is_vector_spec, load_dataset, load_vectors
 
     d = cfg.data
+    if d.task == "lowres2highres":
+        from ..data.patches import is_patch_spec, load_patches
+
+        if is_patch_spec(d.source):  # photos: trained at native size, on random crops
+            default = type(d)().resolution
+            if d.resolution != default:
+                raise GanforgeError(
+                    f"resolution={d.resolution} is not used by super-resolution on "
+                    f"{d.source}: its images are trained at their own size on random crops; "
+                    f"set crop={d.resolution} instead (the high-resolution crop side)")
+            if d.direction != "AtoB":
+                raise GanforgeError("direction=BtoA would train a downscaler: super-resolution "
+                                    "runs AtoB only (drop direction)")
+            return load_patches(d.source, crop=cfg.train.crop, scale=d.scale,
+                                channels=d.channels, test_fraction=d.test_fraction,
+                                seed=cfg.train.seed, log=log)
+        if cfg.train.crop and cfg.train.crop >= d.resolution:
+            raise GanforgeError(f"crop={cfg.train.crop} is not smaller than resolution="
+                                f"{d.resolution}, the side of {d.source}'s images here: set a "
+                                f"smaller crop, or 0 to train on whole images")
     if d.task != "none":
         from ..data.pairs import load_pairs
 
@@ -75,9 +96,16 @@ class Batches:
 
 
 def is_pairs(data) -> bool:
-    """Image-to-image data: aligned pairs (``source``/``target``) or two domains (``a``/``b``)."""
+    """Image-to-image data: aligned pairs (``source``/``target``), two domains (``a``/``b``)
+    or whole images at native size for patch training (``PatchDataset``)."""
     return hasattr(data, "source") and hasattr(data, "target") or (
-        hasattr(data, "a") and hasattr(data, "b"))
+        hasattr(data, "a") and hasattr(data, "b")) or is_patches(data)
+
+
+def is_patches(data) -> bool:
+    from ..data.patches import PatchDataset
+
+    return isinstance(data, PatchDataset)
 
 
 def _unpaired(data) -> bool:
@@ -85,12 +113,18 @@ def _unpaired(data) -> bool:
 
 
 def pair_shapes(data) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((resolution, channels) of the sources, (resolution, channels) of the targets)."""
+    """((resolution, channels) of the sources, (resolution, channels) of the targets); for
+    patch training, of the training crops."""
+    if is_patches(data):
+        c = data.channels
+        return (data.crop // data.scale, c), (data.crop, c)
     s, t = (data.a, data.b) if _unpaired(data) else (data.source, data.target)
     return (int(s.shape[-1]), int(s.shape[1])), (int(t.shape[-1]), int(t.shape[1]))
 
 
 def pair_count(data) -> int:
+    if is_patches(data):
+        return len(data)
     return max(len(data.a), len(data.b)) if _unpaired(data) else len(data.source)
 
 
@@ -155,3 +189,65 @@ class PairBatches:
         src = d.test_source if len(d.test_source) else d.source
         tgt = d.test_target if len(d.test_target) else d.target
         return {"source": _float(src[:k], self.device), "target": _float(tgt[:k], self.device)}
+
+
+class PatchBatches:
+    """Batch number ``i`` of a patch-trained run (:class:`~ganforge.data.patches.PatchDataset`):
+    ``{"target": float [N, C, crop, crop]}``, crops cut at random from the training images at
+    native size (an image drawn with probability proportional to its area, so every pixel is
+    equally likely; a position anywhere in it; one of the 8 flips and quarter turns), the
+    same for the same (seed, i) so resume is exact. An "epoch" is as many crops as the images
+    have crop-sized areas. ``fixed(k)`` gives the centre crops of the held-out images (of the
+    training images when none are held out) as ``{"source", "target"}``."""
+
+    def __init__(self, data, batch_size: int, seed: int, device: torch.device):
+        self.data = data
+        self.n = len(data)
+        self.crop = data.crop
+        self.batch_size = batch_size
+        self.steps_per_epoch = max(1, data.pixels // (self.crop**2 * batch_size))
+        self.seed = seed
+        self.device = device
+        area = torch.tensor([float(x.shape[1] * x.shape[2]) for x in data.images],
+                            dtype=torch.float64)
+        self.weights = area / area.sum()
+
+    def get(self, index: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index * 7 + 3)
+        c, n = self.crop, self.batch_size
+        which = torch.multinomial(self.weights, n, replacement=True, generator=g).tolist()
+        u = torch.rand(n, 2, generator=g).tolist()
+        flips = torch.randint(0, 8, (n,), generator=g).tolist()
+        out = []
+        for k, i in enumerate(which):
+            img = self.data.images[i]
+            h, w = img.shape[-2:]
+            y = min(int(u[k][0] * (h - c + 1)), h - c)
+            x = min(int(u[k][1] * (w - c + 1)), w - c)
+            p = img[:, y:y + c, x:x + c]
+            f = flips[k]
+            if f & 1:
+                p = p.flip(-1)
+            if f & 2:
+                p = p.flip(-2)
+            if f & 4:
+                p = p.transpose(-1, -2)
+            out.append(p)
+        return {"target": _float(torch.stack(out), self.device)}
+
+    def fixed(self, k: int) -> dict[str, torch.Tensor]:
+        from ..data.pairs import downsample
+
+        imgs = self.data.test_images or self.data.images
+        c = self.crop
+        crops = []
+        for j in range(k):
+            img = imgs[j % len(imgs)]
+            h, w = img.shape[-2:]
+            # the first pass takes the centres; further passes (few images) other places
+            t = (j // len(imgs) + 1) / (k // len(imgs) + 2)
+            y = min(int((h - c) * (0.5 if j < len(imgs) else t)), h - c)
+            x = min(int((w - c) * (0.5 if j < len(imgs) else 1 - t)), w - c)
+            crops.append(img[:, y:y + c, x:x + c])
+        target = _float(torch.stack(crops), self.device)
+        return {"source": downsample(target, self.data.scale), "target": target}

@@ -89,22 +89,63 @@ class PeriodicEval:
 
 
 @torch.no_grad()
-def heldout_metrics(recipe, data, device: torch.device, n: int | None = None,
-                    batch_size: int = 64, baseline: bool = False) -> dict[str, float]:
-    """Image-to-image metrics on the held-out examples (the training ones when none are held
-    out): L1 / PSNR / SSIM of the outputs against the targets for aligned pairs and
-    super-resolution, and the cycle reconstruction error (mean L1 on [0, 1] over both
-    directions) for two domains. With ``baseline``, the same metrics of the naive answer:
-    the input itself (channel-matched) for translation, bicubic upsampling for SR."""
+def patch_sr_metrics(G, lowres, data, device: torch.device, n: int | None = None,
+                     baseline: bool = False, tile: int = 128) -> dict[str, float]:
+    """Super-resolution of whole held-out images at native size (the training images when
+    none are held out; at most ``n``): each image cut to a multiple of the scale, made small
+    by ``lowres``, upscaled by ``G`` in tiles (bounded memory), outputs rounded to 8 bits.
+    Means over the images of L1 / PSNR / SSIM (RGB) and ``psnr_y`` / ``ssim_y`` (the SR
+    papers' protocol: luma, ``scale`` pixels cut from each border); with ``baseline``, the
+    same for bicubic upsampling (``..._bicubic``)."""
     import torch.nn.functional as F
 
-    from ..metrics.paired import l1, paired_metrics
+    from ..metrics.paired import paired_metrics, sr_metrics
+    from ..nets.img2img import tiled_upscale
 
-    nets = list(recipe.nets().values())
+    s = data.scale
+    imgs = (data.test_images or data.images)[:n]
+    sums: dict[str, float] = {}
+    for img in imgs:
+        h, w = img.shape[-2:]
+        hr = img[None, :, :h - h % s, :w - w % s].float().div(127.5).sub(1.0)
+        lr = lowres(hr.to(device))
+        outs = {"": tiled_upscale(G, lr, s, tile)}
+        if baseline:
+            outs["_bicubic"] = F.interpolate(lr, scale_factor=s, mode="bicubic",
+                                             align_corners=False).float().cpu()
+        for suffix, out in outs.items():
+            q = out.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+            m = paired_metrics(q, img[None, :, :hr.shape[-2], :hr.shape[-1]])
+            m.update(sr_metrics(q, img[None, :, :hr.shape[-2], :hr.shape[-1]], shave=s))
+            for k, v in m.items():
+                sums[k + suffix] = sums.get(k + suffix, 0.0) + v
+    return {k: v / len(imgs) for k, v in sums.items()}
+
+
+@torch.no_grad()
+def heldout_metrics(recipe, data, device: torch.device, n: int | None = None,
+                    batch_size: int = 64, baseline: bool = False,
+                    G: torch.nn.Module | None = None) -> dict[str, float]:
+    """Image-to-image metrics on the held-out examples (the training ones when none are held
+    out): L1 / PSNR / SSIM of the outputs against the targets for aligned pairs and
+    super-resolution (whole images at native size for patch-trained SR:
+    :func:`patch_sr_metrics`), and the cycle reconstruction error (mean L1 on [0, 1] over both
+    directions) for two domains. With ``baseline``, the same metrics of the naive answer:
+    the input itself (channel-matched) for translation, bicubic upsampling for SR. ``G``: the
+    generator to score (e.g. its EMA; the recipe's own by default; not for two domains)."""
+    import torch.nn.functional as F
+
+    from ..metrics.paired import l1, paired_metrics, sr_metrics
+    from .batches import is_patches
+
+    nets = list(recipe.nets().values()) + ([G] if G is not None else [])
     was = [m.training for m in nets]
     for m in nets:
         m.eval()
+    G = G if G is not None else recipe.G
     try:
+        if is_patches(data):
+            return patch_sr_metrics(G, recipe.lowres, data, device, n, baseline)
         if hasattr(data, "a"):
             ta = data.test_a if len(data.test_a) else data.a
             tb = data.test_b if len(data.test_b) else data.b
@@ -125,7 +166,7 @@ def heldout_metrics(recipe, data, device: torch.device, n: int | None = None,
         for i in range(0, len(tgt), batch_size):
             t = tgt[i:i + batch_size].to(device).float() / 127.5 - 1
             s = recipe.lowres(t) if sr else src[i:i + batch_size].to(device).float() / 127.5 - 1
-            outs.append(recipe.translate(s).float().clamp(-1, 1).cpu())
+            outs.append(G(s).float().clamp(-1, 1).cpu())
             if baseline:
                 if sr:
                     b = F.interpolate(s, size=t.shape[-2:], mode="bicubic", align_corners=False)
@@ -135,11 +176,19 @@ def heldout_metrics(recipe, data, device: torch.device, n: int | None = None,
                         else s.mean(1, keepdim=True))
                 base.append(b.float().clamp(-1, 1).cpu())
         target = tgt.float() / 127.5 - 1
-        out = paired_metrics(torch.cat(outs), target)
+        scale = getattr(recipe, "scale", 1)
+        y_ok = sr and tgt.shape[-1] - 2 * scale >= 11  # the SR protocol fits these images
+
+        def scores(x: torch.Tensor) -> dict[str, float]:
+            m = paired_metrics(x, target)
+            if y_ok:
+                m.update(sr_metrics(x, tgt, shave=scale))
+            return m
+
+        out = scores(torch.cat(outs))
         if baseline:
             name = "bicubic" if sr else "copy_input"
-            out.update({f"{k}_{name}": v for k, v in
-                        paired_metrics(torch.cat(base), target).items()})
+            out.update({f"{k}_{name}": v for k, v in scores(torch.cat(base)).items()})
         return out
     finally:
         for m, w in zip(nets, was):
@@ -153,17 +202,22 @@ class PairedEval:
         self.recipe, self.data, self.device = recipe, data, device
         self.n = cfg.train.eval_n
         unpaired = hasattr(data, "a")
+        sr = cfg.train.recipe == "srgan"
+        ok = ("cycle",) if unpaired else ("l1", "psnr", "ssim") + (("psnr_y", "ssim_y")
+                                                                  if sr else ())
         metric = cfg.train.eval_metric
-        if metric not in (("cycle",) if unpaired else ("l1", "psnr", "ssim")):
+        if metric not in ok:
             raise GanforgeError(
                 f"eval_metric={metric} does not apply to this image-to-image run: use "
-                + ("cycle" if unpaired else "l1, psnr or ssim"))
+                + ", ".join(ok))
+        self.unpaired = unpaired
         self.metric = metric
         self.higher_better = DIRECTION[metric]
         self.best: dict | None = None
 
     def __call__(self, G) -> dict[str, float]:
-        return heldout_metrics(self.recipe, self.data, self.device, self.n)
+        return heldout_metrics(self.recipe, self.data, self.device, self.n,
+                               G=None if self.unpaired else G)
 
     def improved(self, value: float) -> bool:
         if self.best is None:

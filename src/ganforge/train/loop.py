@@ -30,7 +30,15 @@ from ..schedules import interpolate
 from ..utils import atomic_write_text, format_duration, make_grid, pick_device, save_png, to_uint8
 from . import checkpoint as ck
 from . import dist
-from .batches import Batches, PairBatches, is_pairs, load_data, pair_shapes
+from .batches import (
+    Batches,
+    PairBatches,
+    PatchBatches,
+    is_pairs,
+    is_patches,
+    load_data,
+    pair_shapes,
+)
 from .health import HealthMonitor
 from .log import RunLogger
 
@@ -58,6 +66,8 @@ def fill_model_shape(cfg: Config, data) -> None:
                 f"the run's nets are built for {m.in_channels} and {m.channels}: use the "
                 "run's own kind of data")
         m.resolution, m.channels, m.in_channels = tgt[0], tgt[1], src[1]
+        if is_patches(data):  # the crop side chosen from the images (crop=0) is recorded
+            cfg.train.crop = data.crop
         return
     vector = hasattr(data, "dim")
     if vector and m.arch != "mlp":
@@ -145,7 +155,8 @@ class Trainer:
         self.opts = self.recipe.optimizers()
         self.base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.opts.items()}
         self.phases = self.recipe.phases()
-        self.batches = (PairBatches(self.data, t.batch_size, t.seed, self.device)
+        pairs = PatchBatches if is_patches(self.data) else PairBatches
+        self.batches = (pairs(self.data, t.batch_size, t.seed, self.device)
                         if self.img2img else Batches(self.data, t.batch_size, t.seed,
                                                      self.device))
         if self.batches.batch_size < t.batch_size:
@@ -513,7 +524,13 @@ class Trainer:
         if total is None and max_seconds is None:
             raise GanforgeError("no stopping rule: set max_steps, epochs or max_time")
         spe = self.batches.steps_per_epoch
-        if self.img2img:
+        if is_patches(self.data):
+            (rs, cs), (rt, ct) = pair_shapes(self.data)
+            held = len(self.data.test_images)
+            kind = (f"{len(self.data)} images of {self.data.sizes()} at native size"
+                    f"{f' ({held} held out)' if held else ''}, random {rt}x{rt} crops, "
+                    f"{cs}x{rs}x{rs} -> {ct}x{rt}x{rt}")
+        elif self.img2img:
             (rs, cs), (rt, ct) = pair_shapes(self.data)
             kind = (f"{self.batches.n} {getattr(self.data, 'task', 'unpaired')} examples, "
                     f"{cs}x{rs}x{rs} -> {ct}x{rt}x{rt}")
