@@ -68,9 +68,7 @@ class PhaseTrainer(Trainer):
         self.pixel_phase: tuple[int, float, dict] | None = None
 
     def _one_step(self, ctx: dict):
-        t = self.cfg.train
-        warming = self.step < t.warmup_steps or ctx["progress"] < t.warmup
-        if not warming and self.pixel_phase is None:
+        if self.pixel_phase is None and not self.recipe.warming(self.step, ctx["progress"]):
             t0 = time.perf_counter()
             state = {k: v.detach().clone() for k, v in self.G_eval.state_dict().items()}
             self.pixel_phase = (self.step, self.elapsed(), state)

@@ -261,11 +261,7 @@ class SRGANRecipe:
     def phases(self) -> list:
         from . import Phase
 
-        t = self.cfg.train
-
-        def warming(step: int, progress: float) -> bool:  # steps, or a share of the run
-            return step < t.warmup_steps or progress < t.warmup
-
+        warming = self.warming
         return [
             Phase("SRResNet", opt="G", fn=self.pixel_step, trainable=("G",), fresh_batch=True,
                   when=warming),
@@ -274,6 +270,11 @@ class SRGANRecipe:
             Phase("G", opt="G", fn=self.g_step, trainable=("G",),
                   when=lambda step, progress: not warming(step, progress)),
         ]
+
+    def warming(self, step: int, progress: float) -> bool:
+        """True during the SRResNet phase: ``warmup_steps`` steps, or a share of the run."""
+        t = self.cfg.train
+        return step < t.warmup_steps or progress < t.warmup
 
     def lowres(self, hr: torch.Tensor) -> torch.Tensor:
         from ..data.pairs import downsample
