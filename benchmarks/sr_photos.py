@@ -77,13 +77,17 @@ class PhaseTrainer(Trainer):
 
 
 @torch.no_grad()
-def score(G, photos: list[torch.Tensor]) -> dict[str, float]:
-    """Means over the held-out photos: psnr_y, ssim_y, checkerboard (G None = bicubic)."""
+def score(G, photos: list[torch.Tensor], lowres=None) -> dict[str, float]:
+    """Means over the held-out photos: psnr_y, ssim_y, checkerboard (G None = bicubic).
+    ``lowres(hr, generator)``: how the inputs are made (the run's recipe: with
+    ``degrade=realesrgan``, a fixed random chain per photo); the clean downsample when None."""
     sums: dict[str, float] = {}
-    for img in photos:
+    for i, img in enumerate(photos):
         h, w = img.shape[-2:]
         hr = img[None, :, :h - h % SCALE, :w - w % SCALE]
-        lr = downsample(hr.float().div(127.5).sub(1.0), SCALE)
+        x = hr.float().div(127.5).sub(1.0)
+        lr = downsample(x, SCALE) if lowres is None else lowres(
+            x, torch.Generator().manual_seed(i))
         if G is None:
             out = F.interpolate(lr, scale_factor=SCALE, mode="bicubic", align_corners=False)
         else:
@@ -114,15 +118,16 @@ def one_fold(held: int, args, overrides: dict, root: Path) -> list[dict]:
     res = tr.train()
     base = {"held_out": files[held].name, "budget": args.budget, "seed": args.seed,
             "set": args.set, "cpu": cpu_name(), "torch_threads": torch.get_num_threads()}
-    rows = [{**base, "model": "bicubic", "steps": 0, **score(None, photos)}]
+    lowres = tr.recipe.lowres
+    rows = [{**base, "model": "bicubic", "steps": 0, **score(None, photos, lowres)}]
     if tr.pixel_phase is not None:
         step, secs, state = tr.pixel_phase
         G = copy.deepcopy(tr.G_eval)
         G.load_state_dict(state)
         rows.append({**base, "model": "SRResNet phase", "steps": step,
-                     "minutes": round(secs / 60, 2), **score(G, photos)})
+                     "minutes": round(secs / 60, 2), **score(G, photos, lowres)})
     rows.append({**base, "model": "SRGAN phase (end)", "steps": res.step,
-                 "minutes": round(tr.train_seconds / 60, 2), **score(tr.G_eval, photos)})
+                 "minutes": round(tr.train_seconds / 60, 2), **score(tr.G_eval, photos, lowres)})
     return rows
 
 

@@ -239,3 +239,22 @@ def test_srgan_samples_with_its_ema(photos, tmp_path):
     state = t.recipe.G.state_dict()
     assert all(torch.equal(state[k], ema[k]) for k in ema)
     assert any(not torch.equal(raw[k], ema[k]) for k in ema)
+
+
+def test_the_pixel_phase_ends_when_held_out_psnr_stops_improving(photos, tmp_path, capsys):
+    run = tmp_path / "run"
+    # a generator that cannot move (lr 1e-12): the first evaluation is the best, the second is
+    # not, so patience 1 ends the warm-up after step 2 and the GAN phase trains D from step 3
+    assert main(["train", "--preset", "srgan", "--data", str(photos), "--max-steps", "4",
+                 "--out", str(run), "crop=32", "test_fraction=0.25", "eval_every=1",
+                 "eval_metric=psnr_y", "warmup=0", "warmup_steps=100", "warmup_patience=1",
+                 "lr_g=1e-12", *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "SRResNet phase ended at step 2" in err
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    d_steps = [r["step"] for r in rows if "D_loss" in r]
+    assert d_steps and min(d_steps) >= 3
+    assert (run / "checkpoints" / "best").is_dir()  # the pixel phase's best generator
+    code = main(["train", "--preset", "srgan", "--data", str(photos), "--max-steps", "1",
+                 "--out", str(tmp_path / "r2"), "-q", "warmup_patience=2", *TINY])
+    assert code == 2 and "set eval_every" in capsys.readouterr().err

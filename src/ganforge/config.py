@@ -141,7 +141,14 @@ class TrainConfig:
     pixel_loss: str = "mse"  # srgan: loss of the SRResNet phase (and content=pixel): mse or l1
     warmup_steps: int = 0  # srgan: SRResNet steps (pixel MSE only) before the GAN phase
     warmup: float = 0.0  # srgan: the same as a share of the run (steps, epochs or max_time)
+    # srgan: end the SRResNet phase sooner, once eval_metric has not improved for this many
+    # evaluations in a row (needs eval_every; 0 = the phase lasts its warmup/warmup_steps)
+    warmup_patience: int = 0
     crop: int = 0  # srgan: random high-resolution crop side per sample (0 = whole image)
+    # srgan: how the low-resolution side is made: none (the clean antialiased bicubic
+    # downsample the SR papers use) or realesrgan (Real-ESRGAN's random second-order blur,
+    # resize, noise and JPEG, for camera and web photos; ganforge.data.degrade)
+    degrade: str = "none"
     eval_every: int = 0  # steps between metric evaluations during training (0 = off)
     eval_metric: str = "fid"  # the metric that picks the kept "best" checkpoint
     eval_n: int = 2000  # samples per evaluation during training
@@ -581,6 +588,9 @@ def validate(cfg: Config) -> None:
     need(t.pixel_loss in ("mse", "l1"), f"pixel_loss={t.pixel_loss!r}: use mse or l1")
     need(srgan or t.pixel_loss == "mse", f"pixel_loss: not read by recipe={t.recipe} (the "
          "srgan pixel loss): drop it")
+    need(t.degrade in ("none", "realesrgan"), f"degrade={t.degrade!r}: use none or realesrgan")
+    need(srgan or t.degrade == "none", f"degrade: not read by recipe={t.recipe} (how the srgan "
+         "low-resolution inputs are made): drop it")
     need(0 <= m.dropout < 1, "dropout must be in [0, 1)")
     need(m.g_base >= 1 and m.d_base >= 1 and m.n_blocks >= 0 and m.d_layers >= 1,
          "g_base, d_base, d_layers must be >= 1 and n_blocks >= 0")
@@ -593,8 +603,14 @@ def validate(cfg: Config) -> None:
     need(not (t.warmup and t.warmup_steps),
          f"warmup={t.warmup} and warmup_steps={t.warmup_steps} both set: the SRResNet phase is "
          "either a share of the run or a number of steps; set the other to 0")
-    need(t.recipe == "srgan" or not (t.warmup or t.warmup_steps),
-         f"warmup/warmup_steps: not read by recipe={t.recipe} (the SRGAN warm-up): drop it")
+    need(t.recipe == "srgan" or not (t.warmup or t.warmup_steps or t.warmup_patience),
+         f"warmup/warmup_steps/warmup_patience: not read by recipe={t.recipe} (the SRGAN "
+         "warm-up): drop it")
+    need(t.warmup_patience >= 0, "warmup_patience must be >= 0")
+    need(not t.warmup_patience or (t.eval_every > 0 and (t.warmup or t.warmup_steps)),
+         f"warmup_patience={t.warmup_patience} ends the SRResNet phase when held-out "
+         f"{t.eval_metric} stops improving: set eval_every (steps between evaluations) and "
+         "warmup or warmup_steps (its longest length)")
     recipe_img2img = getattr(RECIPES.get(t.recipe), "img2img", False)
     need(recipe_img2img == img2img,
          f"recipe={t.recipe} needs {'image pairs: set task=...' if recipe_img2img else 'task=none'}"

@@ -238,6 +238,8 @@ class SRGANRecipe:
         self.D = SRGANDiscriminator(m.channels, base=m.d_base)
         self.loss = LOSSES[cfg.train.loss]
         self.notes: list[str] = []
+        self.warm_end: int | None = None  # step at which warmup_patience ended the warm-up
+        self.stale = 0  # evaluations since the last best, during the warm-up
         self.vgg = None
         if cfg.train.content == "vgg":
             from ..errors import GanforgeError
@@ -272,13 +274,49 @@ class SRGANRecipe:
         ]
 
     def warming(self, step: int, progress: float) -> bool:
-        """True during the SRResNet phase: ``warmup_steps`` steps, or a share of the run."""
+        """True during the SRResNet phase: ``warmup_steps`` steps, or a share of the run, or
+        until held-out evaluations stop improving (``warmup_patience``: :meth:`evaluated`)."""
         t = self.cfg.train
+        if self.warm_end is not None and step >= self.warm_end:
+            return False
         return step < t.warmup_steps or progress < t.warmup
 
-    def lowres(self, hr: torch.Tensor) -> torch.Tensor:
+    def evaluated(self, step: int, improved: bool, progress: float) -> str | None:
+        """Told of each held-out evaluation (after step ``step``): with ``warmup_patience``,
+        ``warmup_patience`` evaluations in a row without a new best end the SRResNet phase
+        (the best generator so far stays in ``checkpoints/best``). Returns a line to log."""
+        patience = self.cfg.train.warmup_patience
+        if not patience or not self.warming(step, progress):
+            return None
+        self.stale = 0 if improved else self.stale + 1
+        if self.stale < patience:
+            return None
+        self.warm_end = step
+        return (f"SRResNet phase ended at step {step}: held-out {self.cfg.train.eval_metric} "
+                f"has not improved for {patience} evaluations (the best is kept in "
+                "checkpoints/best); the GAN phase starts")
+
+    def state_dict(self) -> dict:
+        return {"warm_end": self.warm_end, "stale": self.stale}
+
+    def load_state_dict(self, st: dict, device: torch.device) -> None:
+        self.warm_end, self.stale = st.get("warm_end"), int(st.get("stale", 0))
+
+    def lowres(self, hr: torch.Tensor, generator: torch.Generator | None = None
+               ) -> torch.Tensor:
+        """The low-resolution side of high-resolution ``hr``: the antialiased bicubic
+        downsample, or with ``degrade=realesrgan`` Real-ESRGAN's random degradations drawn
+        from ``generator`` (a fixed one when None, so held-out scores are repeatable)."""
         from ..data.pairs import downsample
 
+        if self.cfg.train.degrade == "realesrgan":
+            from ..data.degrade import realesrgan
+
+            if generator is None or generator.device.type != "cpu":
+                seed = 0 if generator is None else int(torch.randint(
+                    0, 2**62, (), generator=generator, device=generator.device))
+                generator = torch.Generator().manual_seed(seed)
+            return realesrgan(hr, self.scale, generator)
         return downsample(hr, self.scale)
 
     def translate(self, source: torch.Tensor) -> torch.Tensor:
@@ -296,7 +334,7 @@ class SRGANRecipe:
                                device=gen.device) * self.scale
             hr = torch.stack([hr[i, :, y:y + crop, x:x + crop]
                               for i, (y, x) in enumerate(zip(ys.tolist(), xs.tolist()))])
-        return self.lowres(hr), hr
+        return self.lowres(hr, ctx["noise"]), hr
 
     def pixel(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         """The pixel loss (``pixel_loss``: mse, or l1 as EDSR and most later SR nets)."""

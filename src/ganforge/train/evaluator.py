@@ -105,10 +105,10 @@ def patch_sr_metrics(G, lowres, data, device: torch.device, n: int | None = None
     s = data.scale
     imgs = (data.test_images or data.images)[:n]
     sums: dict[str, float] = {}
-    for img in imgs:
+    for i, img in enumerate(imgs):
         h, w = img.shape[-2:]
         hr = img[None, :, :h - h % s, :w - w % s].float().div(127.5).sub(1.0)
-        lr = lowres(hr.to(device))
+        lr = lowres(hr.to(device), torch.Generator().manual_seed(i))  # degrade: repeatable
         outs = {"": tiled_upscale(G, lr, s, tile)}
         if baseline:
             outs["_bicubic"] = F.interpolate(lr, scale_factor=s, mode="bicubic",
@@ -165,7 +165,10 @@ def heldout_metrics(recipe, data, device: torch.device, n: int | None = None,
         outs, base = [], []
         for i in range(0, len(tgt), batch_size):
             t = tgt[i:i + batch_size].to(device).float() / 127.5 - 1
-            s = recipe.lowres(t) if sr else src[i:i + batch_size].to(device).float() / 127.5 - 1
+            if sr:  # a fixed draw per batch: degrade=realesrgan scores repeat
+                s = recipe.lowres(t, torch.Generator().manual_seed(i))
+            else:
+                s = src[i:i + batch_size].to(device).float() / 127.5 - 1
             outs.append(G(s).float().clamp(-1, 1).cpu())
             if baseline:
                 if sr:

@@ -29,7 +29,7 @@ from ..recipes import RECIPES
 from ..schedules import interpolate
 from ..utils import atomic_write_text, format_duration, make_grid, pick_device, save_png, to_uint8
 from . import checkpoint as ck
-from . import dist
+from . import dist, memory
 from .batches import (
     Batches,
     PairBatches,
@@ -166,6 +166,8 @@ class Trainer:
         if t.batch_gpu and local % t.batch_gpu:
             raise GanforgeError(f"batch_gpu={t.batch_gpu} must divide the batch of each process "
                                 f"({local}): choose a divisor of it")
+        if not t.batch_gpu:
+            self._fit_memory(local)
         # noise for training comes from its own generator, saved in checkpoints
         self.noise = torch.Generator(device=self.device).manual_seed(t.seed + 1)
         # a fixed z (and fixed labels) for the sample grids, the same in every grid of the run
@@ -216,6 +218,51 @@ class Trainer:
         """Plain text (file names may hold [brackets] that rich would read as markup)."""
         if not self.quiet:
             self.console.print(text, markup=False, highlight=False)
+
+    def _fit_memory(self, local: int) -> None:
+        """Measure one step's memory on a copy of the recipe (:mod:`.memory`); when the batch
+        does not fit in the free memory, accumulate over micro-batches that do (``batch_gpu``,
+        saved with the run), or stop before any work when not even one sample fits."""
+        free = memory.available_bytes(self.device)
+        if free is None:
+            return
+        rng = torch.random.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        try:
+            recipe = copy.deepcopy(self.recipe)
+            probe = torch.Generator(device=self.device).manual_seed(0)
+            batch = {k: v[:2] for k, v in self._local(self.batches.get(0)).items()}
+            ctx = {"step": 0, "epoch": 0.0, "progress": 0.0, "noise": probe,
+                   "device": self.device,
+                   "sample_z": lambda n: torch.randn(n, self.cfg.model.latent_dim,
+                                                     generator=probe, device=self.device),
+                   "randint": lambda high, n: torch.randint(0, high, (n,), generator=probe,
+                                                            device=self.device)}
+            with self.autocast():
+                per_sample = memory.probe_step_bytes(recipe, batch, ctx)
+            static = memory.static_bytes(self.nets, self.opts)
+            del recipe
+        except Exception:  # noqa: BLE001 - an estimate only: train as asked without it
+            return
+        finally:
+            torch.random.set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
+        fit = memory.fit_micro_batch(local, per_sample, static, free)
+        if fit == local:
+            return
+        need = memory.gib(local * per_sample * memory.PEAK_FACTOR + static)
+        if fit == 0:
+            raise GanforgeError(
+                f"one training step needs about {memory.gib(per_sample * memory.PEAK_FACTOR)} "
+                f"per sample beside {memory.gib(static)} of weights and optimiser state, and "
+                f"{self.device} has {memory.gib(free)} free: use a smaller model "
+                "(g_base/d_base, channel_max) or a device with more memory")
+        self.cfg.train.batch_gpu = fit
+        self._say(f"[yellow]a batch of {local} needs about {need} for one step and "
+                  f"{self.device} has {memory.gib(free)} free: gradients accumulated over "
+                  f"{local // fit} micro-batches of {fit} (batch_gpu={fit}; same batch, same "
+                  "result for nets without batch statistics)[/yellow]")
 
     def sample_z(self, n: int) -> torch.Tensor:
         """``n`` latent codes: this rank's slice of the ``n x world`` codes of the step."""
@@ -654,6 +701,11 @@ class Trainer:
                     "best": f"{ev.metric}={value:.6g}"}
             ck.save_checkpoint(self.run, self.step, self.nets, self._state(), meta=meta,
                                name="best")
+        improved = ev.best is not None and ev.best["step"] == self.step
+        said = (self.recipe.evaluated(self.step, improved, self.progress())
+                if hasattr(self.recipe, "evaluated") else None)
+        if said:
+            logger.line(said, throttle=0.0)
         logger.log(self.step, self.images_seen / 1000, {f"eval/{k}": float(v)
                                                        for k, v in m.items()})
         best = ev.best
