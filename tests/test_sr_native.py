@@ -124,10 +124,12 @@ def test_patch_batches_are_random_crops_of_the_images_and_repeatable(photos):
 def test_an_untrained_upscaler_is_bicubic():
     torch.manual_seed(0)
     for scale in (2, 4):
-        g = SRResNet(3, scale=scale, n_blocks=2, n_feats=8, skip="bicubic", norm="none")
-        x = torch.rand(2, 3, 9, 11) * 2 - 1
-        want = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
-        assert torch.equal(g(x), want)
+        for up in ("pixelshuffle", "nearest"):
+            g = SRResNet(3, scale=scale, n_blocks=2, n_feats=8, skip="bicubic", norm="none",
+                         upsample=up)
+            x = torch.rand(2, 3, 9, 11) * 2 - 1
+            want = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+            assert torch.equal(g(x), want)
     paper = SRResNet(3, scale=4, n_blocks=1, n_feats=8)  # skip=none: the paper's Tanh net
     assert not torch.allclose(paper(x), F.interpolate(x, scale_factor=4, mode="bicubic",
                                                       align_corners=False))
@@ -258,3 +260,18 @@ def test_the_pixel_phase_ends_when_held_out_psnr_stops_improving(photos, tmp_pat
     code = main(["train", "--preset", "srgan", "--data", str(photos), "--max-steps", "1",
                  "--out", str(tmp_path / "r2"), "-q", "warmup_patience=2", *TINY])
     assert code == 2 and "set eval_every" in capsys.readouterr().err
+
+
+def test_resize_conv_upsampling_is_an_srgan_option():
+    from ganforge.config import build_config
+
+    cfg = build_config("srgan", {"sr_upsample": "nearest", "content": "pixel"})
+    from ganforge.recipes import RECIPES
+
+    G = RECIPES["srgan"](cfg).G
+    assert any(isinstance(m, torch.nn.Upsample) for m in G.modules())
+    assert not any(isinstance(m, torch.nn.PixelShuffle) for m in G.modules())
+    with pytest.raises(GanforgeError, match="sr_upsample: not read by recipe=pix2pix"):
+        build_config("pix2pix", {"sr_upsample": "nearest"})
+    with pytest.raises(GanforgeError, match="use pixelshuffle or nearest"):
+        build_config("srgan", {"sr_upsample": "bilinear"})

@@ -61,6 +61,10 @@ class ModelConfig:
     # srgan: global skip of SRResNet: bicubic (it learns the detail bicubic upsampling misses;
     # an untrained net equals bicubic) or none (the paper's net, ending in a Tanh)
     sr_skip: str = "bicubic"
+    # srgan: how SRResNet doubles its resolution: pixelshuffle (the paper: sub-pixel conv, ICNR
+    # init) or nearest (nearest-neighbour resize then conv, as ESRGAN: far less prone to
+    # period-2 patterns; Odena et al. 2016)
+    sr_upsample: str = "pixelshuffle"
     mapping_layers: int = 8  # StyleGAN2: layers of the mapping network z -> w
     attention: int = 0  # BigGAN: self-attention block at this resolution in G and D (0 = off)
     shared_dim: int = 128  # BigGAN: size of the shared class embedding fed to G's blocks
@@ -583,6 +587,10 @@ def validate(cfg: Config) -> None:
          f"norm={m.norm!r}: use batch or instance" + (" or none" if srgan else ""))
     need(not srgan or m.norm != "instance", "norm=instance: SRResNet uses batch or none")
     need(m.sr_skip in ("bicubic", "none"), f"sr_skip={m.sr_skip!r}: use bicubic or none")
+    need(m.sr_upsample in ("pixelshuffle", "nearest"),
+         f"sr_upsample={m.sr_upsample!r}: use pixelshuffle or nearest")
+    need(srgan or m.sr_upsample == "pixelshuffle", f"sr_upsample: not read by "
+         f"recipe={t.recipe} (an option of the srgan generator): drop it")
     need(srgan or m.sr_skip == "bicubic", f"sr_skip: not read by recipe={t.recipe} (an "
          "option of the srgan generator): drop it")
     need(t.pixel_loss in ("mse", "l1"), f"pixel_loss={t.pixel_loss!r}: use mse or l1")

@@ -247,7 +247,10 @@ class SRResNet(nn.Module):
     Conv 9x9 + PReLU; ``n_blocks`` :class:`SRResidualBlock` s; Conv 3x3 + BN plus a global skip
     from the first PReLU; ``log2(scale)`` x (Conv 3x3 to ``4 * n_feats``, PixelShuffle(2),
     PReLU); Conv 9x9 to C. PReLUs have one slope per channel. The convs before each
-    PixelShuffle start with ICNR (:func:`icnr_`) against checkerboard artefacts.
+    PixelShuffle start with ICNR (:func:`icnr_`) against checkerboard artefacts;
+    ``upsample="nearest"`` doubles the resolution by nearest-neighbour resizing and a Conv 3x3
+    instead (ESRGAN's resize-conv, Odena et al. 2016: the four sub-pixel phases share one
+    kernel, so a period-2 pattern is far harder to learn).
 
     ``skip``: ``"none"`` is the paper's net (a Tanh on the last conv); ``"bicubic"`` adds the
     bicubic upsampling of the input to the last conv's output (global residual learning, as
@@ -263,7 +266,7 @@ class SRResNet(nn.Module):
     SKIPS = ("bicubic", "none")
 
     def __init__(self, channels: int, scale: int = 4, n_blocks: int = 16, n_feats: int = 64,
-                 skip: str = "none", norm: str = "batch"):
+                 skip: str = "none", norm: str = "batch", upsample: str = "pixelshuffle"):
         super().__init__()
         if scale not in self.SCALES:
             raise GanforgeError(f"SRResNet: scale={scale} is not supported: use 2, 4 or 8")
@@ -271,6 +274,8 @@ class SRResNet(nn.Module):
             raise GanforgeError(f"SRResNet: skip={skip!r}: use bicubic or none")
         if norm not in ("batch", "none"):
             raise GanforgeError(f"SRResNet: norm={norm!r}: use batch or none")
+        if upsample not in ("pixelshuffle", "nearest"):
+            raise GanforgeError(f"SRResNet: upsample={upsample!r}: use pixelshuffle or nearest")
         self.scale, self.skip = scale, skip
         bn = norm == "batch"
         self.head = nn.Sequential(nn.Conv2d(channels, n_feats, 9, 1, 4), nn.PReLU(n_feats))
@@ -279,6 +284,10 @@ class SRResNet(nn.Module):
                                   *([nn.BatchNorm2d(n_feats)] if bn else []))
         up: list[nn.Module] = []
         for _ in range(int(math.log2(scale))):  # [N, F, h, w] -> [N, F, 2h, 2w]
+            if upsample == "nearest":  # resize-conv: the same FLOPs, no sub-pixel phases
+                up += [nn.Upsample(scale_factor=2, mode="nearest"),
+                       nn.Conv2d(n_feats, n_feats, 3, 1, 1), nn.PReLU(n_feats)]
+                continue
             conv = nn.Conv2d(n_feats, 4 * n_feats, 3, 1, 1)
             icnr_(conv.weight)
             up += [conv, nn.PixelShuffle(2), nn.PReLU(n_feats)]

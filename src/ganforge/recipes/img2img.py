@@ -234,7 +234,7 @@ class SRGANRecipe:
         self.cfg = cfg
         self.scale = cfg.data.scale
         self.G = SRResNet(m.channels, scale=self.scale, n_blocks=m.n_blocks, n_feats=m.g_base,
-                          skip=m.sr_skip, norm=m.norm)
+                          skip=m.sr_skip, norm=m.norm, upsample=m.sr_upsample)
         self.D = SRGANDiscriminator(m.channels, base=m.d_base)
         self.loss = LOSSES[cfg.train.loss]
         self.notes: list[str] = []
