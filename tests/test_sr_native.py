@@ -266,6 +266,7 @@ def test_resize_conv_upsampling_is_an_srgan_option():
     from ganforge.config import build_config
 
     cfg = build_config("srgan", {"sr_upsample": "nearest", "content": "pixel"})
+    cfg.model.channels = 3
     from ganforge.recipes import RECIPES
 
     G = RECIPES["srgan"](cfg).G
