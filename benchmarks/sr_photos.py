@@ -1,15 +1,15 @@
 """Super-resolution x4 on real photographs, against bicubic: the SR papers' protocol.
 
-Trains ``--preset srgan`` for ``--budget`` on random crops of photos that ship inside packages
-ganforge already installs (scikit-learn's ``china.jpg`` and ``flower.jpg``, 640x427), at their
-own size, and scores it on a held-out photo of other content (matplotlib's
-``grace_hopper.jpg``, 512x600; ``pip install -e .[bench]``): the photo cut to a multiple of 4,
-made small by the antialiased bicubic downsampling the training uses, upscaled back. Scores:
-PSNR and SSIM of the luma Y with a 4-pixel border cut (``psnr_y``, ``ssim_y``), outputs rounded
-to 8 bits, and the energy of period-2 patterns (:func:`ganforge.metrics.paired.checkerboard`:
-a checkerboard artefact raises it; the real photo's own figure is printed beside it). The
-generator is scored at the end of the SRResNet (pixel-loss) phase, copied off the training
-clock, and at the end of the run (the SRGAN phase).
+Trains ``--preset srgan-small`` (or ``--preset srgan``) for ``--budget`` on random crops of
+photos that ship inside packages ganforge already installs (scikit-learn's ``china.jpg`` and
+``flower.jpg``, 640x427), at their own size, and scores it on a held-out photo of other content
+(matplotlib's ``grace_hopper.jpg``, 512x600; ``pip install -e .[bench]``): the photo cut to a
+multiple of 4, made small by the antialiased bicubic downsampling the training uses, upscaled
+back. Scores: PSNR and SSIM of the luma Y with a 4-pixel border cut (``psnr_y``, ``ssim_y``),
+outputs rounded to 8 bits, and the energy of period-2 patterns
+(:func:`ganforge.metrics.paired.checkerboard`: a checkerboard artefact raises it; the real
+photo's own figure is printed beside it). The generator is scored at the end of the SRResNet
+(pixel-loss) phase, copied off the training clock, and at the end of the run (the SRGAN phase).
 
     python benchmarks/sr_photos.py                      # 10 minutes, seed 0
     python benchmarks/sr_photos.py --budget 2m --set n_blocks=8 --out sr.jsonl
@@ -77,7 +77,8 @@ class PhaseTrainer(Trainer):
 
 
 @torch.no_grad()
-def score(G, photos: list[torch.Tensor], lowres=None) -> dict[str, float]:
+def score(G, photos: list[torch.Tensor], lowres=None, save: Path | None = None
+          ) -> dict[str, float]:
     """Means over the held-out photos: psnr_y, ssim_y, checkerboard (G None = bicubic).
     ``lowres(hr, generator)``: how the inputs are made (the run's recipe: with
     ``degrade=realesrgan``, a fixed random chain per photo); the clean downsample when None."""
@@ -96,6 +97,11 @@ def score(G, photos: list[torch.Tensor], lowres=None) -> dict[str, float]:
             out = tiled_upscale(G, lr, SCALE, tile=128)
             G.train(was)
         q = out.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+        if save is not None:
+            from ganforge.utils import save_png
+
+            save.parent.mkdir(parents=True, exist_ok=True)
+            save_png(q[0], save.with_name(f"{save.name}_{i}.png"))
         m = sr_metrics(q, hr, shave=SCALE)
         m["checkerboard"] = checkerboard(q)
         m["checkerboard_photo"] = checkerboard(hr)
@@ -111,29 +117,40 @@ def one_fold(held: int, args, overrides: dict, root: Path) -> list[dict]:
         (data / sub).mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(files):
         shutil.copy(f, data / ("test" if i == held else "train") / f.name)
-    cfg = build_config("srgan", {"max_time": args.budget, "seed": args.seed, "sample_every": 0,
+    cfg = build_config(args.preset, {"max_time": args.budget, "seed": args.seed, "sample_every": 0,
                                  "checkpoint_every": 0, **overrides, "source": str(data)})
     tr = PhaseTrainer(cfg, root / f"run{held}", quiet=True, tensorboard=False)
     photos = tr.data.test_images
     res = tr.train()
-    base = {"held_out": files[held].name, "budget": args.budget, "seed": args.seed,
+    base = {"preset": args.preset, "held_out": files[held].name, "budget": args.budget,
+            "seed": args.seed,
             "set": args.set, "cpu": cpu_name(), "torch_threads": torch.get_num_threads()}
     lowres = tr.recipe.lowres
-    rows = [{**base, "model": "bicubic", "steps": 0, **score(None, photos, lowres)}]
+    out = Path(args.save) / Path(files[held].name).stem if args.save else None
+
+    def where(name: str) -> Path | None:
+        return out.with_name(f"{out.name}_{name}") if out else None
+
+    rows = [{**base, "model": "bicubic", "steps": 0,
+             **score(None, photos, lowres, where("bicubic"))}]
     if tr.pixel_phase is not None:
         step, secs, state = tr.pixel_phase
         G = copy.deepcopy(tr.G_eval)
         G.load_state_dict(state)
         rows.append({**base, "model": "SRResNet phase", "steps": step,
-                     "minutes": round(secs / 60, 2), **score(G, photos, lowres)})
+                     "minutes": round(secs / 60, 2),
+                     **score(G, photos, lowres, where("srresnet"))})
     rows.append({**base, "model": "SRGAN phase (end)", "steps": res.step,
-                 "minutes": round(tr.train_seconds / 60, 2), **score(tr.G_eval, photos, lowres)})
+                 "minutes": round(tr.train_seconds / 60, 2),
+                 **score(tr.G_eval, photos, lowres, where("srgan"))})
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--budget", default="10m", help="training time (default 10m)")
+    ap.add_argument("--preset", default="srgan-small",
+                    help="srgan-small (default: sized for a CPU) or srgan (the paper's nets)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="overrides of the srgan preset, e.g. n_blocks=8 lr_g=2e-4")
@@ -141,6 +158,8 @@ def main() -> None:
                     help="hold out each of the 3 photos in turn (3 runs); default: only "
                          "grace_hopper.jpg held out")
     ap.add_argument("--out", help="append one JSON line per row to this file")
+    ap.add_argument("--save", metavar="DIR", help="write the upscaled held-out photos there "
+                    "(PNG: bicubic, SRResNet phase, end) to look at them")
     args = ap.parse_args()
     try:
         parse_duration(args.budget)
@@ -166,7 +185,8 @@ def main() -> None:
             for r in rows:
                 f.write(json.dumps(r) + "\n")
     print()
-    print(f"x4 on held-out photos, {args.budget} of training, seed {args.seed}, "
+    print(f"--preset {args.preset}, x4 on held-out photos, {args.budget} of training, "
+          f"seed {args.seed}, "
           f"{cpu_name()}, {torch.get_num_threads()} threads"
           + (f", set {' '.join(args.set)}" if args.set else ""))
     print("| held out | model | steps | Y-PSNR dB | SSIM (Y) | checkerboard energy |")

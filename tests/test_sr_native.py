@@ -276,3 +276,16 @@ def test_resize_conv_upsampling_is_an_srgan_option():
         build_config("pix2pix", {"sr_upsample": "nearest"})
     with pytest.raises(GanforgeError, match="use pixelshuffle or nearest"):
         build_config("srgan", {"sr_upsample": "bilinear"})
+
+
+def test_srgan_small_trains_on_a_time_budget_and_upscales(photos, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "srgan-small", "--data", str(photos), "--max-time", "3s",
+                 "--out", str(run), "-q", "crop=32", "batch_size=4", "content=pixel",
+                 "sample_every=0"]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["g_base"] == 32 and cfg["model"]["norm"] == "none"
+    assert cfg["train"]["pixel_loss"] == "l1" and cfg["train"]["ema"] > 0
+    out = tmp_path / "out"
+    assert main(["upscale", str(run), "--input", str(photos), "--out", str(out)]) == 0
+    assert Image.open(out / "a.png").size == (280, 200)

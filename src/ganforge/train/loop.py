@@ -240,7 +240,7 @@ class Trainer:
                                                             device=self.device)}
             with self.autocast():
                 per_sample = memory.probe_step_bytes(recipe, batch, ctx)
-            static = memory.static_bytes(self.nets, self.opts)
+            static = memory.static_bytes(self.nets)
             del recipe
         except Exception:  # noqa: BLE001 - an estimate only: train as asked without it
             return

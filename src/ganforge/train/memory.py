@@ -86,11 +86,11 @@ def probe_step_bytes(recipe, batch: dict[str, torch.Tensor], ctx: dict) -> int:
     return most // n
 
 
-def static_bytes(nets: dict[str, torch.nn.Module], optimizers: dict) -> int:
-    """Parameters, their gradients and the optimisers' state (Adam: two moments each)."""
-    params = sum(p.numel() * p.element_size() for net in nets.values() for p in net.parameters())
-    states = sum(len(o.param_groups) and 2 for o in optimizers.values())
-    return params * (2 + (2 if states else 0))
+def static_bytes(nets: dict[str, torch.nn.Module]) -> int:
+    """Weights, their gradients and Adam's two moments: 4x the parameters' bytes (an upper
+    bound: the EMA copy has no gradients, other optimisers keep less)."""
+    return 4 * sum(p.numel() * p.element_size() for net in nets.values()
+                   for p in net.parameters())
 
 
 def fit_micro_batch(local_batch: int, per_sample: int, static: int, free: int) -> int:
