@@ -221,6 +221,14 @@ def test_built_in_sets_still_train_resized_and_refuse_a_crop_too_big(tmp_path):
     assert code == 2  # digits at 32x32: a 32 px crop is the whole image
 
 
+def test_srgan_small_trains_whole_digits_and_says_so(tmp_path, capsys):
+    # its crop=48 is for photos; on the built-in 32x32 digits the preset still runs
+    assert main(["train", "--preset", "srgan-small", "--max-steps", "1", "--out",
+                 str(tmp_path / "r"), "g_base=8", "d_base=4", "n_blocks=1", "batch_size=4",
+                 "content=pixel", "sample_every=0"]) == 0
+    assert "crop=48 is for photos" in capsys.readouterr().err
+
+
 def test_runs_saved_before_the_bicubic_skip_rebuild_the_paper_net():
     old = {"preset": "srgan", "data": {"task": "lowres2highres"},
            "model": {"arch": "srgan"}, "train": {"recipe": "srgan"}}

@@ -35,9 +35,14 @@ def load_data(cfg: Config, log=print):
                                 channels=d.channels, test_fraction=d.test_fraction,
                                 seed=cfg.train.seed, log=log)
         if cfg.train.crop and cfg.train.crop >= d.resolution:
-            raise GanforgeError(f"crop={cfg.train.crop} is not smaller than resolution="
-                                f"{d.resolution}, the side of {d.source}'s images here: set a "
-                                f"smaller crop, or 0 to train on whole images")
+            from ..config import PRESETS
+
+            if PRESETS.get(cfg.preset, ("", {}))[1].get("crop") != cfg.train.crop:
+                raise GanforgeError(f"crop={cfg.train.crop} is not smaller than resolution="
+                                    f"{d.resolution}, the side of {d.source}'s images here: set "
+                                    f"a smaller crop, or 0 to train on whole images")
+            log(f"the {cfg.preset} preset's crop={cfg.train.crop} is for photos: {d.source}'s "
+                f"{d.resolution}x{d.resolution} images are trained whole")
     if d.task != "none":
         from ..data.pairs import load_pairs
 
