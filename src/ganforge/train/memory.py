@@ -17,7 +17,10 @@ from __future__ import annotations
 import torch
 
 # peak of one step / bytes saved for backward: the backward pass holds gradients of the
-# activations beside them, and allocators round up
+# activations beside them, and allocators round up. Measured on CPU (peak resident memory of
+# two steps over the probe's saved bytes, weights and optimiser state included in the peak;
+# docs/memory_probe_cpu.jsonl): r3gan 1.02, r3gan-small 1.18, srgan-small 1.21, dcgan 2.38
+# (77 MiB saved: weights and Adam state dominate), stylegan2-small 0.44
 PEAK_FACTOR = 2.0
 # the share of the free memory a step may use (the rest: data, Python, the OS's page cache)
 USABLE = 0.7
