@@ -41,8 +41,8 @@ def load_data(cfg: Config, log=print):
                 raise GanforgeError(f"crop={cfg.train.crop} is not smaller than resolution="
                                     f"{d.resolution}, the side of {d.source}'s images here: set "
                                     f"a smaller crop, or 0 to train on whole images")
-            log(f"the {cfg.preset} preset's crop={cfg.train.crop} is for photos: {d.source}'s "
-                f"{d.resolution}x{d.resolution} images are trained whole")
+            log(f"the {cfg.preset} preset's crop={cfg.train.crop} is for photos: the "
+                f"{d.resolution}x{d.resolution} images of {d.source} are trained whole")
     if d.task != "none":
         from ..data.pairs import load_pairs
 
