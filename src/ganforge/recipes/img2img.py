@@ -248,7 +248,8 @@ class SRGANRecipe:
             try:
                 self.vgg = vgg_features("relu5_4")
             except GanforgeError as e:
-                self.notes.append(f"{e}; using the pixel (MSE) content loss instead")
+                self.notes.append(f"{e}; using the pixel ({cfg.train.pixel_loss.upper()}) "
+                                  "content loss instead")
 
     def nets(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D}
