@@ -3,10 +3,9 @@ splits a batch too big for the device into micro-batches before the first step."
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from test_sr_native import _photo
 
 from ganforge.cli import main
 from ganforge.config import build_config
@@ -15,14 +14,6 @@ from ganforge.data.pairs import downsample
 from ganforge.errors import GanforgeError
 from ganforge.train import memory
 from ganforge.train.loop import Trainer
-
-
-def _photo(w, h, seed):
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    img = np.stack([127 + 100 * np.sin(x / (3 + c) + y / (5 + seed) + c) for c in range(3)], -1)
-    img += rng.normal(0, 8, img.shape)
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
 def test_kernels_sum_to_one_and_have_their_shape():
