@@ -54,7 +54,13 @@ class ModelConfig:
     g_base: int = 64  # image-to-image G width (U-Net / ResNet G / SRResNet features)
     d_base: int = 64  # image-to-image D width (PatchGAN / SRGAN D)
     n_blocks: int = 9  # residual blocks of the CycleGAN ResNet G (6 or 9) or of SRResNet (16)
-    unet_depth: int = 0  # U-Net downsamplings (0 = log2(resolution): down to 1x1)
+    # U-Net downsamplings (0 = log2(resolution): down to 1x1; for a crop side that is not a
+    # power of two, the most that divide it)
+    unet_depth: int = 0
+    # pix2pix U-Net output: rgb (the paper's) or chroma (gray2color: predicts Cb, Cr and keeps
+    # the input as the luma; an untrained net returns the gray input); auto = chroma for
+    # gray2color, else rgb
+    g_output: str = "auto"
     dropout: float = 0.5  # U-Net decoder dropout, pix2pix's noise source (0 = off)
     d_layers: int = 3  # PatchGAN stride-2 layers (3 = the 70x70 PatchGAN)
     norm: str = "batch"  # image-to-image nets: batch or instance normalisation (srgan: or none)
@@ -192,6 +198,9 @@ class Config:
         model = d.get("model")
         if isinstance(model, dict) and model.get("arch") == "srgan" and "sr_skip" not in model:
             cfg.model.sr_skip = "none"  # a run saved before the key: the paper's SRResNet
+        if isinstance(model, dict) and model.get("arch") == "pix2pix" \
+                and "g_output" not in model:
+            cfg.model.g_output = "rgb"  # a run saved before the key: the paper's U-Net
         validate(cfg)
         return cfg
 
@@ -604,6 +613,12 @@ def validate(cfg: Config) -> None:
          f"recipe={t.recipe} (an option of the srgan generator): drop it")
     need(srgan or m.sr_skip == "bicubic", f"sr_skip: not read by recipe={t.recipe} (an "
          "option of the srgan generator): drop it")
+    need(m.g_output in ("auto", "rgb", "chroma"),
+         f"g_output={m.g_output!r}: use auto, rgb or chroma")
+    need(t.recipe == "pix2pix" or m.g_output == "auto", f"g_output: not read by recipe="
+         f"{t.recipe} (an option of the pix2pix U-Net): drop it")
+    need(m.g_output != "chroma" or d.task in ("gray2color", "folders", "aligned"),
+         f"g_output=chroma colours gray images: not for task={d.task} (use gray2color)")
     need(t.pixel_loss in ("mse", "l1"), f"pixel_loss={t.pixel_loss!r}: use mse or l1")
     need(srgan or t.pixel_loss == "mse", f"pixel_loss: not read by recipe={t.recipe} (the "
          "srgan pixel loss): drop it")

@@ -390,19 +390,29 @@ class Translator:
         i, o = self.in_channels, self.out_channels
         return (o, i) if direction == "BtoA" else (i, o)
 
+    @property
+    def tile(self) -> int:
+        """Window side of a run trained on crops of photos (gray2color / edges2image at native
+        size): images are translated in windows of its training crop; 0 = whole images."""
+        c = self.cfg
+        if self.kind == "pix2pix" and c.data.task in ("gray2color", "edges2image"):
+            return int(c.train.crop)
+        return 0
+
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+        from .nets.img2img import tiled_translate
+        from .train.evaluator import padded_call
+
         net = self._net(direction)
-        m = getattr(net, "size_multiple", 1)
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % m, (-w) % m
         x = x.to(self.device).float()
-        if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
-        y = net(x).float()
-        s = y.shape[-1] // x.shape[-1]  # 1, or the SR scale
-        return y[..., :h * s, :w * s].clamp(-1, 1).cpu()
+
+        def run(t: torch.Tensor) -> torch.Tensor:
+            return padded_call(net, t).float()
+
+        if self.tile:
+            return tiled_translate(run, x, self.tile).clamp(-1, 1)
+        return run(x).clamp(-1, 1).cpu()
 
     @torch.no_grad()
     def upscale(self, x: torch.Tensor, tile: int = 0, overlap: int = 8) -> torch.Tensor:

@@ -51,7 +51,7 @@ from PIL import Image, ImageOps
 from ganforge.errors import GanforgeError
 
 from .dataset import ImageDataset, ganforge_home
-from .images import _open, decode_image, is_grayish, resize_batch, to_8bit
+from .images import _open, decode_image, is_grayish, to_8bit
 from .load import _attempt, _check_args, _skip_line, load_dataset
 from .sources import (
     BUILTIN_NAMES,
@@ -194,13 +194,13 @@ def downsample(x: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def luma(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[N, 1, H, W]`` gray of uint8 ``[N, C, H, W]`` (ITU-R 601, as Pillow computes it)."""
+    """uint8 ``[N, 1, H, W]`` gray of uint8 ``[N, C, H, W]`` (ITU-R 601 in Pillow's integer
+    arithmetic, so it equals ``Image.convert("L")`` exactly), any height and width."""
     if images.shape[1] == 1:
         return images
-    h, w = images.shape[-2:]
-    if h != w:
-        raise GanforgeError(f"luma expects square images, got {h}x{w}")
-    return torch.from_numpy(resize_batch(images.numpy(), int(h), 1))
+    x = images.to(torch.int32)
+    y = (x[:, 0] * 19595 + x[:, 1] * 38470 + x[:, 2] * 7471 + 0x8000) >> 16
+    return y.to(torch.uint8)[:, None]
 
 
 def edges(images: torch.Tensor) -> torch.Tensor:

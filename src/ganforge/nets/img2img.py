@@ -63,13 +63,27 @@ class UNetGenerator(nn.Module):
     the innermost 3 decoder blocks when ``dropout > 0`` (never in the output block, so for
     ``depth <= 3`` in the ``depth - 1`` others); it is off in eval mode, which makes G
     deterministic there. ``depth = log2(H)`` goes down to 1x1 (pix2pix's 256 px net: depth 8).
+
+    ``output="chroma"`` (gray -> colour: ``in_channels=1``, ``out_channels=3``): the net predicts
+    only the two chroma channels Cb, Cr (its Tanh output halved) and the colour image is made
+    from them and the input as the luma Y (JPEG's full-range ITU-R 601 YCbCr, the luma the
+    gray input was made with), so the brightness of every pixel is the input's. Its last layer
+    starts at zero: an untrained net returns the gray input itself (the baseline), and what it
+    learns is colour only.
     """
 
     def __init__(self, in_channels: int, out_channels: int, depth: int, base: int = 64,
-                 max_channels: int = 512, dropout: float = 0.5, norm: str = "batch"):
+                 max_channels: int = 512, dropout: float = 0.5, norm: str = "batch",
+                 output: str = "rgb"):
         super().__init__()
         if depth < 2:
             raise GanforgeError(f"UNetGenerator: depth={depth} must be >= 2")
+        if output not in ("rgb", "chroma"):
+            raise GanforgeError(f"UNetGenerator: output={output!r}: use rgb or chroma")
+        if output == "chroma" and (in_channels, out_channels) != (1, 3):
+            raise GanforgeError(f"UNetGenerator: output=chroma colours gray images (1 channel "
+                                f"in, 3 out), not {in_channels} -> {out_channels}")
+        self.output = output
         if not 0.0 <= dropout < 1.0:
             raise GanforgeError(f"UNetGenerator: dropout={dropout} must be in [0, 1)")
         _norm(norm, 1)  # validates norm
@@ -88,8 +102,9 @@ class UNetGenerator(nn.Module):
         for i in range(depth):
             cin = w[i] if i == depth - 1 else 2 * w[i]
             if i == 0:
-                self.up.append(nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(cin, out_channels, 4,
-                                                                           2, 1), nn.Tanh()))
+                c_out = 2 if output == "chroma" else out_channels
+                self.up.append(nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(cin, c_out, 4, 2, 1),
+                                             nn.Tanh()))
                 continue
             layers = [nn.ReLU(), nn.ConvTranspose2d(cin, w[i - 1], 4, 2, 1, bias=False),
                       _norm(norm, w[i - 1])]
@@ -97,9 +112,13 @@ class UNetGenerator(nn.Module):
                 layers.append(nn.Dropout(dropout))
             self.up.append(nn.Sequential(*layers))
         _init_normal(self)
+        if output == "chroma":  # starts as the gray copy
+            nn.init.zeros_(self.up[0][1].weight)
+            nn.init.zeros_(self.up[0][1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_size(x, self.size_multiple, f"UNetGenerator(depth={self.depth})")
+        inp = x
         skips = []
         for down in self.down:
             x = down(x)
@@ -107,7 +126,56 @@ class UNetGenerator(nn.Module):
         x = self.up[-1](skips[-1])
         for i in range(self.depth - 2, -1, -1):
             x = self.up[i](torch.cat([skips[i], x], dim=1))
+        if self.output == "chroma":
+            return ycbcr_to_rgb(inp, 0.5 * x[:, :1], 0.5 * x[:, 1:])
         return x  # [N, out, H, W]
+
+
+def ycbcr_to_rgb(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor) -> torch.Tensor:
+    """RGB in [-1, 1] of a luma ``y`` in [-1, 1] and chroma ``cb``, ``cr`` in [-0.5, 0.5]
+    (JPEG's full-range ITU-R 601 YCbCr; Y = 0.299 R + 0.587 G + 0.114 B). Not clamped."""
+    y01 = (y + 1) * 0.5
+    r = y01 + 1.402 * cr
+    g = y01 - 0.344136 * cb - 0.714136 * cr
+    b = y01 + 1.772 * cb
+    return torch.cat([r, g, b], 1) * 2 - 1
+
+
+@torch.no_grad()
+def tiled_translate(fn, x: torch.Tensor, tile: int, overlap: int | None = None
+                    ) -> torch.Tensor:
+    """``fn`` (float ``[N, C, H, W]`` -> ``[N, C', H, W]``) over ``x`` in windows of exactly
+    ``tile`` x ``tile`` pixels (the size a patch-trained net saw in training; a side shorter
+    than ``tile`` is taken whole) overlapping by at least ``overlap`` (default ``tile // 4``),
+    blended with weights that fall linearly to the window edges, so no seam shows and memory
+    stays bounded for any image size. Returns float32 on the CPU."""
+    h, w = x.shape[-2:]
+    if h <= tile and w <= tile:
+        return fn(x).float().cpu()
+    ov = tile // 4 if overlap is None else overlap
+    step = max(1, tile - ov)
+
+    def starts(n: int) -> list[int]:
+        if n <= tile:
+            return [0]
+        return sorted(set(list(range(0, n - tile, step)) + [n - tile]))
+
+    def ramp(n: int) -> torch.Tensor:
+        i = torch.arange(n, dtype=torch.float32)
+        return ((torch.minimum(i, n - 1 - i) + 1) / (ov + 1)).clamp(max=1.0)
+
+    out = weight = None
+    for y0 in starts(h):
+        for x0 in starts(w):
+            th, tw = min(tile, h), min(tile, w)
+            part = fn(x[..., y0:y0 + th, x0:x0 + tw]).float().cpu()
+            if out is None:
+                out = torch.zeros(x.shape[0], part.shape[1], h, w)
+                weight = torch.zeros(1, 1, h, w)
+            wt = ramp(th)[:, None] * ramp(tw)[None, :]
+            out[..., y0:y0 + th, x0:x0 + tw] += part * wt
+            weight[..., y0:y0 + th, x0:x0 + tw] += wt
+    return out / weight
 
 
 class PatchDiscriminator(nn.Module):

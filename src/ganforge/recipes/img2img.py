@@ -19,8 +19,6 @@ they return losses and never call ``backward``.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,6 +43,15 @@ def _g_and_d(G: nn.Module, D: nn.Module, t) -> dict[str, torch.optim.Optimizer]:
     return {"D": _adam(D.parameters(), t.lr_d, t), "G": _adam(G.parameters(), t.lr_g, t)}
 
 
+def unet_depth(side: int) -> int:
+    """Downsamplings of a U-Net for images of ``side`` pixels: log2(side) for a power of two
+    (down to 1x1), else the most that divide it."""
+    depth = 0
+    while side % 2 ** (depth + 1) == 0 and 2 ** (depth + 1) <= side:
+        depth += 1
+    return depth
+
+
 class Pix2PixRecipe:
     img2img = True
     kind = "paired"  # batches {"source", "target"}
@@ -54,9 +61,18 @@ class Pix2PixRecipe:
 
         m = cfg.model
         self.cfg = cfg
-        depth = m.unet_depth or int(math.log2(m.resolution))
+        depth = m.unet_depth or unet_depth(m.resolution)
+        if m.resolution % 2**depth:
+            from ..errors import GanforgeError
+
+            raise GanforgeError(f"unet_depth={depth} needs images (or crops) whose side is a "
+                                f"multiple of {2**depth}, not {m.resolution}: lower unet_depth "
+                                f"or set it to 0 (picked from the side)")
+        output = m.g_output
+        if output == "auto":
+            output = "chroma" if cfg.data.task == "gray2color" else "rgb"
         self.G = UNetGenerator(m.in_channels, m.channels, depth, base=m.g_base,
-                               dropout=m.dropout, norm=m.norm)
+                               dropout=m.dropout, norm=m.norm, output=output)
         self.D = PatchDiscriminator(m.in_channels + m.channels, base=m.d_base,
                                     n_layers=m.d_layers, norm=m.norm)
         self.loss = LOSSES[cfg.train.loss]

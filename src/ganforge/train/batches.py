@@ -18,22 +18,32 @@ def load_data(cfg: Config, log=print):
     from ..data import is_vector_spec, load_dataset, load_vectors
 
     d = cfg.data
-    if d.task == "lowres2highres":
+    patch_task = d.task in ("lowres2highres", "gray2color", "edges2image")
+    if patch_task:
         from ..data.patches import is_patch_spec, load_patches
 
         if is_patch_spec(d.source):  # photos: trained at native size, on random crops
+            what = "super-resolution" if d.task == "lowres2highres" else d.task
             default = type(d)().resolution
             if d.resolution != default:
                 raise GanforgeError(
-                    f"resolution={d.resolution} is not used by super-resolution on "
-                    f"{d.source}: its images are trained at their own size on random crops; "
-                    f"set crop={d.resolution} instead (the high-resolution crop side)")
+                    f"resolution={d.resolution} is not used by {what} on {d.source}: its "
+                    f"images are trained at their own size on random crops; set "
+                    f"crop={d.resolution} instead (the {'high-resolution ' * (what != d.task)}"
+                    f"crop side)")
             if d.direction != "AtoB":
-                raise GanforgeError("direction=BtoA would train a downscaler: super-resolution "
-                                    "runs AtoB only (drop direction)")
+                raise GanforgeError(
+                    "direction=BtoA would train a downscaler: super-resolution runs AtoB only "
+                    "(drop direction)" if d.task == "lowres2highres" else
+                    f"direction=BtoA: {d.task} on photos at native size runs AtoB only (drop "
+                    f"direction, or give pairs with task=folders)")
+            if d.task != "lowres2highres" and cfg.train.recipe != "pix2pix":
+                raise GanforgeError(f"{d.task} on photos is trained by pix2pix: use --preset "
+                                    f"pix2pix")
             return load_patches(d.source, crop=cfg.train.crop, scale=d.scale,
                                 channels=d.channels, test_fraction=d.test_fraction,
-                                seed=cfg.train.seed, log=log)
+                                seed=cfg.train.seed, task=d.task, log=log)
+    if d.task == "lowres2highres":
         if cfg.train.crop and cfg.train.crop >= d.resolution:
             from ..config import PRESETS
 
@@ -43,6 +53,11 @@ def load_data(cfg: Config, log=print):
                                     f"a smaller crop, or 0 to train on whole images")
             log(f"the {cfg.preset} preset's crop={cfg.train.crop} is for photos: the "
                 f"{d.resolution}x{d.resolution} images of {d.source} are trained whole")
+    elif cfg.train.crop:
+        raise GanforgeError(
+            f"crop={cfg.train.crop}: not used by {d.task if d.task != 'none' else 'this run'} "
+            f"on {d.source} (random crops train super-resolution, and gray2color / "
+            f"edges2image on a folder of photos): drop crop")
     if d.task != "none":
         from ..data.pairs import load_pairs
 
@@ -121,8 +136,7 @@ def pair_shapes(data) -> tuple[tuple[int, int], tuple[int, int]]:
     """((resolution, channels) of the sources, (resolution, channels) of the targets); for
     patch training, of the training crops."""
     if is_patches(data):
-        c = data.channels
-        return (data.crop // data.scale, c), (data.crop, c)
+        return (data.crop // data.scale, data.source_channels), (data.crop, data.channels)
     s, t = (data.a, data.b) if _unpaired(data) else (data.source, data.target)
     return (int(s.shape[-1]), int(s.shape[1])), (int(t.shape[-1]), int(t.shape[1]))
 
@@ -198,11 +212,12 @@ class PairBatches:
 
 class PatchBatches:
     """Batch number ``i`` of a patch-trained run (:class:`~ganforge.data.patches.PatchDataset`):
-    ``{"target": float [N, C, crop, crop]}``, crops cut at random from the training images at
-    native size (an image drawn with probability proportional to its area, so every pixel is
-    equally likely; a position anywhere in it; one of the 8 flips and quarter turns), the
-    same for the same (seed, i) so resume is exact. An "epoch" is as many crops as the images
-    have crop-sized areas. ``fixed(k)`` gives the centre crops of the held-out images (of the
+    ``{"target": float [N, C, crop, crop]}`` (and ``"source"``, cut at the same place, for the
+    translation tasks), crops cut at random from the training images at native size (an
+    image drawn with probability proportional to its area, so every pixel is equally likely;
+    a position anywhere in it; one of the 8 flips and quarter turns), the same for the same
+    (seed, i) so resume is exact. An "epoch" is as many crops as the images have crop-sized
+    areas. ``fixed(k)`` gives the centre crops of the held-out images (of the
     training images when none are held out) as ``{"source", "target"}``."""
 
     def __init__(self, data, batch_size: int, seed: int, device: torch.device):
@@ -223,29 +238,30 @@ class PatchBatches:
         which = torch.multinomial(self.weights, n, replacement=True, generator=g).tolist()
         u = torch.rand(n, 2, generator=g).tolist()
         flips = torch.randint(0, 8, (n,), generator=g).tolist()
-        out = []
+        srcs = self.data.sources
+        out, src_out = [], []
         for k, i in enumerate(which):
             img = self.data.images[i]
             h, w = img.shape[-2:]
             y = min(int(u[k][0] * (h - c + 1)), h - c)
             x = min(int(u[k][1] * (w - c + 1)), w - c)
-            p = img[:, y:y + c, x:x + c]
-            f = flips[k]
-            if f & 1:
-                p = p.flip(-1)
-            if f & 2:
-                p = p.flip(-2)
-            if f & 4:
-                p = p.transpose(-1, -2)
-            out.append(p)
-        return {"target": _float(torch.stack(out), self.device)}
+            out.append(_turn(img[:, y:y + c, x:x + c], flips[k]))
+            if srcs is not None:
+                src_out.append(_turn(srcs[i][:, y:y + c, x:x + c], flips[k]))
+        batch = {"target": _float(torch.stack(out), self.device)}
+        if srcs is not None:
+            batch["source"] = _float(torch.stack(src_out), self.device)
+        return batch
 
     def fixed(self, k: int) -> dict[str, torch.Tensor]:
         from ..data.pairs import downsample
 
-        imgs = self.data.test_images or self.data.images
+        d = self.data
+        held = bool(d.test_images)
+        imgs = d.test_images if held else d.images
+        srcs = (d.test_sources if held else d.sources) if d.sources is not None else None
         c = self.crop
-        crops = []
+        crops, src_crops = [], []
         for j in range(k):
             img = imgs[j % len(imgs)]
             h, w = img.shape[-2:]
@@ -254,5 +270,20 @@ class PatchBatches:
             y = min(int((h - c) * (0.5 if j < len(imgs) else t)), h - c)
             x = min(int((w - c) * (0.5 if j < len(imgs) else 1 - t)), w - c)
             crops.append(img[:, y:y + c, x:x + c])
+            if srcs is not None:
+                src_crops.append(srcs[j % len(imgs)][:, y:y + c, x:x + c])
         target = _float(torch.stack(crops), self.device)
-        return {"source": downsample(target, self.data.scale), "target": target}
+        if srcs is not None:
+            return {"source": _float(torch.stack(src_crops), self.device), "target": target}
+        return {"source": downsample(target, d.scale), "target": target}
+
+
+def _turn(p: torch.Tensor, f: int) -> torch.Tensor:
+    """One of the 8 flips and quarter turns of a square crop (``f`` in 0..7)."""
+    if f & 1:
+        p = p.flip(-1)
+    if f & 2:
+        p = p.flip(-2)
+    if f & 4:
+        p = p.transpose(-1, -2)
+    return p

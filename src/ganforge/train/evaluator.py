@@ -123,6 +123,49 @@ def patch_sr_metrics(G, lowres, data, device: torch.device, n: int | None = None
 
 
 @torch.no_grad()
+def patch_translation_metrics(G, data, device: torch.device, n: int | None = None,
+                              baseline: bool = False) -> dict[str, float]:
+    """gray2color / edges2image of whole held-out images at native size (the training images
+    when none are held out; at most ``n``), translated in windows of the training crop
+    (:func:`~ganforge.nets.img2img.tiled_translate`: what the net saw in training, bounded
+    memory), outputs rounded to 8 bits. Means over the images of L1 / PSNR / SSIM; with
+    ``baseline``, the same for the input itself (the gray copy; the edge map)
+    (``..._copy_input``)."""
+    from ..metrics.paired import paired_metrics
+    from ..nets.img2img import tiled_translate
+
+    held = bool(data.test_images)
+    imgs = (data.test_images if held else data.images)[:n]
+    srcs = (data.test_sources if held else data.sources)[:n]
+    sums: dict[str, float] = {}
+    for img, src in zip(imgs, srcs):
+        x = src[None].float().div(127.5).sub(1.0).to(device)
+        outs = {"": tiled_translate(lambda t: padded_call(G, t), x, data.crop)}
+        if baseline:
+            outs["_copy_input"] = x.expand(-1, img.shape[0], -1, -1).float().cpu()
+        for suffix, out in outs.items():
+            q = out[..., :img.shape[-2], :img.shape[-1]].clamp(-1, 1).add(1).mul(127.5)
+            m = paired_metrics(q.round().to(torch.uint8), img[None])
+            for k, v in m.items():
+                sums[k + suffix] = sums.get(k + suffix, 0.0) + v
+    return {k: v / len(imgs) for k, v in sums.items()}
+
+
+def padded_call(net, x: torch.Tensor) -> torch.Tensor:
+    """``net(x)`` for any height and width: ``x`` reflect-padded at the bottom and right to
+    the net's ``size_multiple``, the output cropped back."""
+    m = getattr(net, "size_multiple", 1)
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % m, (-w) % m
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
+    y = net(x)
+    s = y.shape[-1] // x.shape[-1]  # 1, or a super-resolution scale
+    return y[..., :h * s, :w * s]
+
+
+@torch.no_grad()
 def heldout_metrics(recipe, data, device: torch.device, n: int | None = None,
                     batch_size: int = 64, baseline: bool = False,
                     G: torch.nn.Module | None = None) -> dict[str, float]:
@@ -145,6 +188,8 @@ def heldout_metrics(recipe, data, device: torch.device, n: int | None = None,
     G = G if G is not None else recipe.G
     try:
         if is_patches(data):
+            if data.task != "lowres2highres":
+                return patch_translation_metrics(G, data, device, n, baseline)
             return patch_sr_metrics(G, recipe.lowres, data, device, n, baseline)
         if hasattr(data, "a"):
             ta = data.test_a if len(data.test_a) else data.a

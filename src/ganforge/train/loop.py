@@ -712,7 +712,8 @@ class Trainer:
         logger.line(f"eval step {self.step}: " + "  ".join(
             f"{k} {v:.4g}" for k, v in m.items() if k in ("fid", "kid", "precision", "recall",
                                                          "modes", "high_quality", "cond_acc",
-                                                         "class_kl", "coverage"))
+                                                         "class_kl", "coverage", "l1", "psnr",
+                                                         "ssim", "psnr_y", "ssim_y", "cycle"))
             + (f"  (best {best['metric']} {best['value']:.4g} at step {best['step']})"
                if best else "") + f"  [{time.perf_counter() - t0:.1f}s]", throttle=0.0)
         return m

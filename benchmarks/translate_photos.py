@@ -1,0 +1,165 @@
+"""Image-to-image translation on real photographs at native size, against the naive answer.
+
+Trains ``--preset pix2pix`` for ``--budget`` on random crops of photos that ship inside
+packages ganforge already installs (scikit-learn's ``china.jpg`` and ``flower.jpg``, matplotlib's
+``grace_hopper.jpg``; ``pip install -e .[bench]``), two of them for training and the third held
+out, and scores the held-out photo, whole, at its own size:
+
+* ``gray2color`` (its luma -> the colour photo) against the gray copy of the input;
+* ``edges2image`` (its edge map -> the photo) against the edge map itself.
+
+Scores: L1 (on [0, 1]), PSNR and SSIM (RGB) of the 8-bit outputs against the photo, and for
+gray2color the colourfulness of Hasler and Suesstrunk (2003) of the output beside the photo's
+(0 for a gray image: does the net colour at all?). The net translates the photo in windows of
+its training crop (:func:`ganforge.nets.img2img.tiled_translate`, what ``ganforge translate``
+does for these runs); ``psnr_whole`` is the same net run on the whole photo at once.
+
+    python benchmarks/translate_photos.py                       # gray2color, 10 min, grace held out
+    python benchmarks/translate_photos.py --folds               # each photo held out in turn (x3)
+    python benchmarks/translate_photos.py --task edges2image --budget 5m
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ganforge.config import build_config, parse_duration
+from ganforge.errors import GanforgeError
+from ganforge.metrics.paired import paired_metrics
+from ganforge.nets.img2img import tiled_translate
+from ganforge.train import Trainer
+from ganforge.train.evaluator import padded_call
+from ganforge.utils import cpu_name
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sr_photos import photo_files  # noqa: E402
+
+
+def colourfulness(img: torch.Tensor) -> float:
+    """Hasler & Suesstrunk's M of uint8 ``[1, 3, H, W]``: sqrt(var rg + var yb) + 0.3 sqrt(
+    mean rg^2 + mean yb^2), rg = R - G, yb = (R + G) / 2 - B."""
+    r, g, b = img[0].double().unbind(0)
+    rg, yb = r - g, 0.5 * (r + g) - b
+    return float((rg.var(unbiased=False) + yb.var(unbiased=False)).sqrt()
+                 + 0.3 * (rg.mean() ** 2 + yb.mean() ** 2).sqrt())
+
+
+@torch.no_grad()
+def score(G, img: torch.Tensor, src: torch.Tensor, crop: int, task: str,
+          save: Path | None = None) -> dict[str, dict[str, float]]:
+    """{"model": ..., "copy the input": ...}: metrics of the held-out photo ``img`` (uint8
+    [C, H, W]) from its source ``src`` (uint8 [1, H, W])."""
+    q = lambda t: t.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)  # noqa: E731
+    x = src[None].float().div(127.5).sub(1.0)
+    was = G.training
+    G.eval()
+    try:
+        out = q(tiled_translate(lambda t: padded_call(G, t), x, crop))
+        whole = q(padded_call(G, x).float())
+    finally:
+        G.train(was)
+    base = q(x.expand(-1, img.shape[0], -1, -1))
+    rows = {}
+    for name, y in (("pix2pix", out), ("copy the input", base)):
+        m = paired_metrics(y, img[None])
+        if task == "gray2color":
+            m["colourfulness"] = colourfulness(y)
+            m["colourfulness_photo"] = colourfulness(img[None])
+        if name == "pix2pix":
+            m["psnr_whole"] = paired_metrics(whole, img[None])["psnr"]
+        rows[name] = m
+        if save is not None:
+            from ganforge.utils import save_png
+
+            save.mkdir(parents=True, exist_ok=True)
+            save_png(y[0], save / f"{task}_{name.replace(' ', '_')}.png")
+    return rows
+
+
+def one_fold(held: int, args, overrides: dict, root: Path) -> list[dict]:
+    files = photo_files()
+    data = root / f"photos{held}"
+    for sub in ("train", "test"):
+        (data / sub).mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(files):
+        shutil.copy(f, data / ("test" if i == held else "train") / f.name)
+    cfg = build_config("pix2pix", {"max_time": args.budget, "seed": args.seed,
+                                   "sample_every": 0, "checkpoint_every": 0, "task": args.task,
+                                   **overrides, "source": str(data)})
+    tr = Trainer(cfg, root / f"run{held}-{args.task}", quiet=True, tensorboard=False)
+    res = tr.train()
+    d = tr.data
+    save = Path(args.save) / Path(files[held].name).stem if args.save else None
+    rows = score(tr.G_eval, d.test_images[0], d.test_sources[0], d.crop, args.task, save)
+    base = {"task": args.task, "held_out": files[held].name, "budget": args.budget,
+            "seed": args.seed, "set": args.set, "cpu": cpu_name(),
+            "torch_threads": torch.get_num_threads()}
+    return [{**base, "model": "copy the input", "steps": 0, **rows["copy the input"]},
+            {**base, "model": "pix2pix", "steps": res.step,
+             "minutes": round(tr.train_seconds / 60, 2), **rows["pix2pix"]}]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--task", default="gray2color", choices=("gray2color", "edges2image"))
+    ap.add_argument("--budget", default="10m", help="training time (default 10m)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="overrides of the pix2pix preset, e.g. crop=96 g_output=rgb")
+    ap.add_argument("--folds", action="store_true",
+                    help="hold out each of the 3 photos in turn (3 runs); default: only "
+                         "grace_hopper.jpg held out")
+    ap.add_argument("--out", help="append one JSON line per row to this file")
+    ap.add_argument("--save", metavar="DIR", help="write the held-out outputs there (PNG)")
+    args = ap.parse_args()
+    try:
+        parse_duration(args.budget)
+        overrides = dict(kv.split("=", 1) for kv in args.set)
+    except (GanforgeError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for held in (0, 1, 2) if args.folds else (2,):
+            try:
+                fold = one_fold(held, args, overrides, Path(tmp))
+            except GanforgeError as e:
+                raise SystemExit(f"error: {e}") from None
+            for r in fold:
+                print(f"{r['held_out']:<16} {r['model']:<15} steps {r['steps']:>5}  "
+                      f"L1 {r['l1']:.4f}  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}"
+                      + (f"  colourfulness {r['colourfulness']:.1f} (photo "
+                         f"{r['colourfulness_photo']:.1f})" if "colourfulness" in r else "")
+                      + (f"  PSNR whole-image {r['psnr_whole']:.2f}" if "psnr_whole" in r
+                         else ""), flush=True)
+            rows += fold
+    if args.out:
+        with open(args.out, "a") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+    print()
+    print(f"pix2pix {args.task} on a held-out photo, {args.budget} of training, seed "
+          f"{args.seed}, {cpu_name()}, {torch.get_num_threads()} threads"
+          + (f", set {' '.join(args.set)}" if args.set else ""))
+    colour = args.task == "gray2color"
+    print("| held out | model | steps | L1 | PSNR dB | SSIM |" + (" colourfulness (photo) |"
+                                                              if colour else ""))
+    print("|---|---|---|---|---|---|" + ("---|" if colour else ""))
+    for r in rows:
+        print(f"| {r['held_out']} | {r['model']} | {r['steps']} | {r['l1']:.4f} | "
+              f"{r['psnr']:.2f} | {r['ssim']:.4f} |"
+              + (f" {r['colourfulness']:.1f} ({r['colourfulness_photo']:.1f}) |"
+                 if colour else ""))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()
