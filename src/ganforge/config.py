@@ -601,6 +601,9 @@ def validate(cfg: Config) -> None:
          f"task={d.task!r}: use none or one of {', '.join(IMG2IMG_TASKS)}")
     need(d.direction in ("AtoB", "BtoA"), f"direction={d.direction!r}: use AtoB or BtoA")
     need(d.scale in (2, 4, 8), f"scale={d.scale}: use 2, 4 or 8")
+    need(d.scale == type(d)().scale or d.task == "lowres2highres",
+         f"scale={d.scale}: not read by task={d.task} (the super-resolution factor of "
+         "lowres2highres): drop it")
     need(0 <= d.test_fraction < 1, "test_fraction must be in [0, 1)")
     srgan = t.recipe == "srgan"
     need(m.norm in ("batch", "instance") or (srgan and m.norm == "none"),

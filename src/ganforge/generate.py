@@ -401,8 +401,7 @@ class Translator:
 
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
-        from .nets.img2img import tiled_translate
-        from .train.evaluator import padded_call
+        from .nets.img2img import padded_call, tiled_translate
 
         net = self._net(direction)
         x = x.to(self.device).float()

@@ -100,7 +100,7 @@ def decode_native(src: Path | bytes, channels: int) -> np.ndarray:
         img.load()
         img = ImageOps.exif_transpose(img)
         img = to_8bit(img, channels)
-    arr = np.asarray(img, dtype=np.uint8)
+    arr = np.array(img, dtype=np.uint8)  # a writable copy (torch warns on read-only)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 

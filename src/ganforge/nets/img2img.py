@@ -141,6 +141,20 @@ def ycbcr_to_rgb(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor) -> torch.T
     return torch.cat([r, g, b], 1) * 2 - 1
 
 
+def padded_call(net, x: torch.Tensor) -> torch.Tensor:
+    """``net(x)`` for any height and width: ``x`` reflect-padded at the bottom and right to
+    the net's ``size_multiple``, the output cropped back."""
+    m = getattr(net, "size_multiple", 1)
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % m, (-w) % m
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    y = net(x)
+    s = y.shape[-1] // x.shape[-1]  # 1, or a super-resolution scale
+    return y[..., :h * s, :w * s]
+
+
 @torch.no_grad()
 def tiled_translate(fn, x: torch.Tensor, tile: int, overlap: int | None = None
                     ) -> torch.Tensor:

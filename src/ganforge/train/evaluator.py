@@ -132,7 +132,7 @@ def patch_translation_metrics(G, data, device: torch.device, n: int | None = Non
     ``baseline``, the same for the input itself (the gray copy; the edge map)
     (``..._copy_input``)."""
     from ..metrics.paired import paired_metrics
-    from ..nets.img2img import tiled_translate
+    from ..nets.img2img import padded_call, tiled_translate
 
     held = bool(data.test_images)
     imgs = (data.test_images if held else data.images)[:n]
@@ -149,20 +149,6 @@ def patch_translation_metrics(G, data, device: torch.device, n: int | None = Non
             for k, v in m.items():
                 sums[k + suffix] = sums.get(k + suffix, 0.0) + v
     return {k: v / len(imgs) for k, v in sums.items()}
-
-
-def padded_call(net, x: torch.Tensor) -> torch.Tensor:
-    """``net(x)`` for any height and width: ``x`` reflect-padded at the bottom and right to
-    the net's ``size_multiple``, the output cropped back."""
-    m = getattr(net, "size_multiple", 1)
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % m, (-w) % m
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
-    y = net(x)
-    s = y.shape[-1] // x.shape[-1]  # 1, or a super-resolution scale
-    return y[..., :h * s, :w * s]
 
 
 @torch.no_grad()
