@@ -1,9 +1,11 @@
 """Super-resolution x4 on real photographs, against bicubic: the SR papers' protocol.
 
 Trains ``--preset srgan-small`` (or ``--preset srgan``) for ``--budget`` on random crops of
-photos that ship inside packages ganforge already installs (scikit-learn's ``china.jpg`` and
-``flower.jpg``, 640x427), at their own size, and scores it on a held-out photo of other content
-(matplotlib's ``grace_hopper.jpg``, 512x600; ``pip install -e .[bench]``): the photo cut to a
+photos that ship inside Python packages (``pip install -e .[bench]``), at their own size:
+scikit-image's five colour photos of natural scenes (astronaut, chelsea, coffee,
+motorcycle_left, rocket; ``--two-photos`` leaves them out) and scikit-learn's ``china.jpg`` and
+``flower.jpg`` (640x427), and scores it on a held-out photo of other content (matplotlib's
+``grace_hopper.jpg``, 512x600; with ``--folds`` each of those three in turn): the photo cut to a
 multiple of 4, made small by the antialiased bicubic downsampling the training uses, upscaled
 back. Scores: PSNR and SSIM of the luma Y with a 4-pixel border cut (``psnr_y``, ``ssim_y``),
 outputs rounded to 8 bits, and the energy of period-2 patterns
@@ -59,6 +61,25 @@ def photo_files() -> list[Path]:
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise GanforgeError(f"sample photo not found: {missing[0]} (reinstall the package)")
+    return files
+
+
+SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png",
+                  "rocket.jpg")
+
+
+def training_photos() -> list[Path]:
+    """scikit-image's five colour photos of natural scenes (always trained on, never held
+    out)."""
+    try:
+        import skimage
+    except ImportError:
+        raise GanforgeError("this benchmark trains on scikit-image's sample photos: "
+                            "pip install -e .[bench]") from None
+    files = [Path(skimage.__file__).parent / "data" / n for n in SKIMAGE_PHOTOS]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise GanforgeError(f"sample photo not found: {missing[0]} (reinstall scikit-image)")
     return files
 
 
@@ -134,12 +155,16 @@ def one_fold(held: int, args, overrides: dict, root: Path) -> list[dict]:
         (data / sub).mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(files):
         shutil.copy(f, data / ("test" if i == held else "train") / f.name)
+    if not args.two_photos:
+        for f in training_photos():
+            shutil.copy(f, data / "train" / f.name)
     cfg = build_config(args.preset, {"max_time": args.budget, "seed": args.seed, "sample_every": 0,
                                  "checkpoint_every": 0, **overrides, "source": str(data)})
     tr = PhaseTrainer(cfg, root / f"run{held}", quiet=True, tensorboard=False)
     photos = tr.data.test_images
     res = tr.train()
     base = {"preset": args.preset, "held_out": files[held].name, "budget": args.budget,
+            "train_photos": len(tr.data.images),
             "seed": args.seed,
             "set": args.set, "cpu": cpu_name(), "torch_threads": torch.get_num_threads()}
     lowres = tr.recipe.lowres
@@ -174,6 +199,9 @@ def main() -> None:
     ap.add_argument("--folds", action="store_true",
                     help="hold out each of the 3 photos in turn (3 runs); default: only "
                          "grace_hopper.jpg held out")
+    ap.add_argument("--two-photos", action="store_true",
+                    help="train on the two other photos only, without scikit-image's five "
+                         "(the setting of the README's first figures)")
     ap.add_argument("--out", help="append one JSON line per row to this file")
     ap.add_argument("--save", metavar="DIR", help="write the upscaled held-out photos there "
                     "(PNG: bicubic, SRResNet phase, end) to look at them")

@@ -1,9 +1,11 @@
 """Image-to-image translation on real photographs at native size, against the naive answer.
 
-Trains ``--preset pix2pix`` for ``--budget`` on random crops of photos that ship inside
-packages ganforge already installs (scikit-learn's ``china.jpg`` and ``flower.jpg``, matplotlib's
-``grace_hopper.jpg``; ``pip install -e .[bench]``), two of them for training and the third held
-out, and scores the held-out photo, whole, at its own size:
+Trains ``--preset pix2pix`` for ``--budget`` on random crops of photos that ship inside Python
+packages (``pip install -e .[bench]``): scikit-image's five colour photos of natural scenes
+(astronaut, chelsea, coffee, motorcycle_left, rocket) and two of the three photos the
+super-resolution benchmark uses (scikit-learn's ``china.jpg`` and ``flower.jpg``, matplotlib's
+``grace_hopper.jpg``), the third held out; it scores the held-out photo, whole, at its own
+size:
 
 * ``gray2color`` (its luma -> the colour photo) against the gray copy of the input;
 * ``edges2image`` (its edge map -> the photo) against the edge map itself.
@@ -34,13 +36,12 @@ import torch
 from ganforge.config import build_config, parse_duration
 from ganforge.errors import GanforgeError
 from ganforge.metrics.paired import paired_metrics
-from ganforge.nets.img2img import tiled_translate
+from ganforge.nets.img2img import padded_call, tiled_translate
 from ganforge.train import Trainer
-from ganforge.train.evaluator import padded_call
 from ganforge.utils import cpu_name
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sr_photos import photo_files  # noqa: E402
+from sr_photos import photo_files, training_photos  # noqa: E402
 
 
 def colourfulness(img: torch.Tensor) -> float:
@@ -91,6 +92,8 @@ def one_fold(held: int, args, overrides: dict, root: Path) -> list[dict]:
         (data / sub).mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(files):
         shutil.copy(f, data / ("test" if i == held else "train") / f.name)
+    for f in training_photos():
+        shutil.copy(f, data / "train" / f.name)
     cfg = build_config("pix2pix", {"max_time": args.budget, "seed": args.seed,
                                    "sample_every": 0, "checkpoint_every": 0, "task": args.task,
                                    **overrides, "source": str(data)})
