@@ -202,6 +202,9 @@ def main() -> None:
     ap.add_argument("--two-photos", action="store_true",
                     help="train on the two other photos only, without scikit-image's five "
                          "(the setting of the README's first figures)")
+    ap.add_argument("--held", default="grace_hopper.jpg",
+                    choices=("china.jpg", "flower.jpg", "grace_hopper.jpg"),
+                    help="the photo held out without --folds (default grace_hopper.jpg)")
     ap.add_argument("--out", help="append one JSON line per row to this file")
     ap.add_argument("--save", metavar="DIR", help="write the upscaled held-out photos there "
                     "(PNG: bicubic, SRResNet phase, end) to look at them")
@@ -214,7 +217,8 @@ def main() -> None:
     print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for held in (0, 1, 2) if args.folds else (2,):
+        names = [f.name for f in photo_files()]
+        for held in (0, 1, 2) if args.folds else (names.index(args.held),):
             try:
                 fold = one_fold(held, args, overrides, Path(tmp))
             except GanforgeError as e:

@@ -120,6 +120,9 @@ def main() -> None:
     ap.add_argument("--folds", action="store_true",
                     help="hold out each of the 3 photos in turn (3 runs); default: only "
                          "grace_hopper.jpg held out")
+    ap.add_argument("--held", default="grace_hopper.jpg",
+                    choices=("china.jpg", "flower.jpg", "grace_hopper.jpg"),
+                    help="the photo held out without --folds (default grace_hopper.jpg)")
     ap.add_argument("--out", help="append one JSON line per row to this file")
     ap.add_argument("--save", metavar="DIR", help="write the held-out outputs there (PNG)")
     args = ap.parse_args()
@@ -131,7 +134,8 @@ def main() -> None:
     print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for held in (0, 1, 2) if args.folds else (2,):
+        names = [f.name for f in photo_files()]
+        for held in (0, 1, 2) if args.folds else (names.index(args.held),):
             try:
                 fold = one_fold(held, args, overrides, Path(tmp))
             except GanforgeError as e:
