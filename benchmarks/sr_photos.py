@@ -148,16 +148,67 @@ def score(G, photos: list[torch.Tensor], lowres=None, save: Path | None = None
     return {k: v / len(photos) for k, v in sums.items()}
 
 
-def one_fold(held: int, args, overrides: dict, root: Path) -> list[dict]:
-    files = photo_files()
+def fold_folder(held: int, root: Path, extra: bool = True) -> Path:
+    """``root/photos{held}`` with ``train/`` (the two other photos, and scikit-image's five
+    with ``extra``) and ``test/`` (photo number ``held`` of :func:`photo_files`)."""
     data = root / f"photos{held}"
     for sub in ("train", "test"):
         (data / sub).mkdir(parents=True, exist_ok=True)
-    for i, f in enumerate(files):
+    for i, f in enumerate(photo_files()):
         shutil.copy(f, data / ("test" if i == held else "train") / f.name)
-    if not args.two_photos:
-        for f in training_photos():
-            shutil.copy(f, data / "train" / f.name)
+    for f in training_photos() if extra else []:
+        shutil.copy(f, data / "train" / f.name)
+    return data
+
+
+def common_args(ap: argparse.ArgumentParser, preset: str) -> None:
+    """The options both photo benchmarks take."""
+    ap.add_argument("--budget", default="10m", help="training time (default 10m)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help=f"overrides of the {preset} preset, e.g. lr_g=1e-4")
+    ap.add_argument("--folds", action="store_true",
+                    help="hold out each of the 3 photos in turn (3 runs); default: only "
+                         "--held")
+    ap.add_argument("--held", default="grace_hopper.jpg",
+                    choices=("china.jpg", "flower.jpg", "grace_hopper.jpg"),
+                    help="the photo held out without --folds (default grace_hopper.jpg)")
+    ap.add_argument("--out", help="append one JSON line per row to this file")
+
+
+def run_folds(args, one_fold, show) -> list[dict]:
+    """``one_fold(held, args, overrides, root)`` for each held-out photo; ``show(row)`` prints
+    a row as it comes; the rows are appended to ``--out``."""
+    try:
+        parse_duration(args.budget)
+        bad = [kv for kv in args.set if "=" not in kv]
+        if bad:
+            raise ValueError(f"--set {bad[0]}: write KEY=VALUE, e.g. lr_g=1e-4")
+        overrides = dict(kv.split("=", 1) for kv in args.set)
+    except (GanforgeError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        names = [f.name for f in photo_files()]
+        for held in (0, 1, 2) if args.folds else (names.index(args.held),):
+            try:
+                fold = one_fold(held, args, overrides, Path(tmp))
+            except GanforgeError as e:
+                raise SystemExit(f"error: {e}") from None
+            for r in fold:
+                show(r)
+            rows += fold
+    if args.out:
+        with open(args.out, "a") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+    return rows
+
+
+def one_fold(held: int, args, overrides: dict, root: Path) -> list[dict]:
+    files = photo_files()
+    data = fold_folder(held, root, extra=not args.two_photos)
     cfg = build_config(args.preset, {"max_time": args.budget, "seed": args.seed, "sample_every": 0,
                                  "checkpoint_every": 0, **overrides, "source": str(data)})
     tr = PhaseTrainer(cfg, root / f"run{held}", quiet=True, tensorboard=False)
@@ -190,52 +241,25 @@ def one_fold(held: int, args, overrides: dict, root: Path) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--budget", default="10m", help="training time (default 10m)")
+    common_args(ap, "srgan-small")
     ap.add_argument("--preset", default="srgan-small",
                     help="srgan-small (default: sized for a CPU) or srgan (the paper's nets)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="overrides of the srgan preset, e.g. n_blocks=8 lr_g=2e-4")
-    ap.add_argument("--folds", action="store_true",
-                    help="hold out each of the 3 photos in turn (3 runs); default: only "
-                         "grace_hopper.jpg held out")
     ap.add_argument("--two-photos", action="store_true",
                     help="train on the two other photos only, without scikit-image's five "
                          "(the setting of the README's first figures)")
-    ap.add_argument("--held", default="grace_hopper.jpg",
-                    choices=("china.jpg", "flower.jpg", "grace_hopper.jpg"),
-                    help="the photo held out without --folds (default grace_hopper.jpg)")
-    ap.add_argument("--out", help="append one JSON line per row to this file")
     ap.add_argument("--save", metavar="DIR", help="write the upscaled held-out photos there "
                     "(PNG: bicubic, SRResNet phase, end) to look at them")
     args = ap.parse_args()
-    try:
-        parse_duration(args.budget)
-        overrides = dict(kv.split("=", 1) for kv in args.set)
-    except (GanforgeError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
-    print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads", flush=True)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        names = [f.name for f in photo_files()]
-        for held in (0, 1, 2) if args.folds else (names.index(args.held),):
-            try:
-                fold = one_fold(held, args, overrides, Path(tmp))
-            except GanforgeError as e:
-                raise SystemExit(f"error: {e}") from None
-            for r in fold:
-                print(f"{r['held_out']:<16} {r['model']:<18} steps {r['steps']:>5}  "
-                      f"Y-PSNR {r['psnr_y']:.2f} dB  SSIM-Y {r['ssim_y']:.4f}  "
-                      f"checkerboard {r['checkerboard']:.3f} (photo "
-                      f"{r['checkerboard_photo']:.3f}"
-                      + (f", bicubic + unsharp mask {r['checkerboard_unsharp']:.3f}, + a +-1 "
-                         f"checkerboard {r['checkerboard_pm1']:.3f}"
-                         if "checkerboard_pm1" in r else "") + ")", flush=True)
-            rows += fold
-    if args.out:
-        with open(args.out, "a") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+
+    def show(r: dict) -> None:
+        print(f"{r['held_out']:<16} {r['model']:<18} steps {r['steps']:>5}  "
+              f"Y-PSNR {r['psnr_y']:.2f} dB  SSIM-Y {r['ssim_y']:.4f}  "
+              f"checkerboard {r['checkerboard']:.3f} (photo {r['checkerboard_photo']:.3f}"
+              + (f", bicubic + unsharp mask {r['checkerboard_unsharp']:.3f}, + a +-1 "
+                 f"checkerboard {r['checkerboard_pm1']:.3f}"
+                 if "checkerboard_pm1" in r else "") + ")", flush=True)
+
+    rows = run_folds(args, one_fold, show)
     print()
     print(f"--preset {args.preset}, x4 on held-out photos, {args.budget} of training, "
           f"seed {args.seed}, "

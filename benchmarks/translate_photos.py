@@ -24,24 +24,20 @@ does for these runs); ``psnr_whole`` is the same net run on the whole photo at o
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
-from ganforge.config import build_config, parse_duration
-from ganforge.errors import GanforgeError
+from ganforge.config import build_config
 from ganforge.metrics.paired import paired_metrics
 from ganforge.nets.img2img import padded_call, tiled_translate
 from ganforge.train import Trainer
 from ganforge.utils import cpu_name
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sr_photos import photo_files, training_photos  # noqa: E402
+from sr_photos import common_args, fold_folder, photo_files, run_folds  # noqa: E402
 
 
 def colourfulness(img: torch.Tensor) -> float:
@@ -87,13 +83,7 @@ def score(G, img: torch.Tensor, src: torch.Tensor, crop: int, task: str,
 
 def one_fold(held: int, args, overrides: dict, root: Path) -> list[dict]:
     files = photo_files()
-    data = root / f"photos{held}"
-    for sub in ("train", "test"):
-        (data / sub).mkdir(parents=True, exist_ok=True)
-    for i, f in enumerate(files):
-        shutil.copy(f, data / ("test" if i == held else "train") / f.name)
-    for f in training_photos():
-        shutil.copy(f, data / "train" / f.name)
+    data = fold_folder(held, root)
     cfg = build_config("pix2pix", {"max_time": args.budget, "seed": args.seed,
                                    "sample_every": 0, "checkpoint_every": 0, "task": args.task,
                                    **overrides, "source": str(data)})
@@ -113,45 +103,19 @@ def one_fold(held: int, args, overrides: dict, root: Path) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--task", default="gray2color", choices=("gray2color", "edges2image"))
-    ap.add_argument("--budget", default="10m", help="training time (default 10m)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="overrides of the pix2pix preset, e.g. crop=96 g_output=rgb")
-    ap.add_argument("--folds", action="store_true",
-                    help="hold out each of the 3 photos in turn (3 runs); default: only "
-                         "grace_hopper.jpg held out")
-    ap.add_argument("--held", default="grace_hopper.jpg",
-                    choices=("china.jpg", "flower.jpg", "grace_hopper.jpg"),
-                    help="the photo held out without --folds (default grace_hopper.jpg)")
-    ap.add_argument("--out", help="append one JSON line per row to this file")
+    common_args(ap, "pix2pix")
     ap.add_argument("--save", metavar="DIR", help="write the held-out outputs there (PNG)")
     args = ap.parse_args()
-    try:
-        parse_duration(args.budget)
-        overrides = dict(kv.split("=", 1) for kv in args.set)
-    except (GanforgeError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
-    print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads", flush=True)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        names = [f.name for f in photo_files()]
-        for held in (0, 1, 2) if args.folds else (names.index(args.held),):
-            try:
-                fold = one_fold(held, args, overrides, Path(tmp))
-            except GanforgeError as e:
-                raise SystemExit(f"error: {e}") from None
-            for r in fold:
-                print(f"{r['held_out']:<16} {r['model']:<15} steps {r['steps']:>5}  "
-                      f"L1 {r['l1']:.4f}  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}"
-                      + (f"  colourfulness {r['colourfulness']:.1f} (photo "
-                         f"{r['colourfulness_photo']:.1f})" if "colourfulness" in r else "")
-                      + (f"  PSNR whole-image {r['psnr_whole']:.2f}" if "psnr_whole" in r
-                         else ""), flush=True)
-            rows += fold
-    if args.out:
-        with open(args.out, "a") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+
+    def show(r: dict) -> None:
+        print(f"{r['held_out']:<16} {r['model']:<15} steps {r['steps']:>5}  "
+              f"L1 {r['l1']:.4f}  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}"
+              + (f"  colourfulness {r['colourfulness']:.1f} (photo "
+                 f"{r['colourfulness_photo']:.1f})" if "colourfulness" in r else "")
+              + (f"  PSNR whole-image {r['psnr_whole']:.2f}" if "psnr_whole" in r else ""),
+              flush=True)
+
+    rows = run_folds(args, one_fold, show)
     print()
     print(f"pix2pix {args.task} on a held-out photo, {args.budget} of training, seed "
           f"{args.seed}, {cpu_name()}, {torch.get_num_threads()} threads"
