@@ -68,15 +68,20 @@ SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left
                   "rocket.jpg")
 
 
-def training_photos() -> list[Path]:
+TEXTURE_PHOTOS = ("camera.png", "brick.png", "grass.png", "gravel.png")
+
+
+def training_photos(textures: bool = False) -> list[Path]:
     """scikit-image's five colour photos of natural scenes (always trained on, never held
-    out)."""
+    out); with ``textures`` also its gray photo and three gray textures (brick, grass,
+    gravel: dense fine detail)."""
     try:
         import skimage
     except ImportError:
         raise GanforgeError("this benchmark trains on scikit-image's sample photos: "
                             "pip install -e .[bench]") from None
-    files = [Path(skimage.__file__).parent / "data" / n for n in SKIMAGE_PHOTOS]
+    names = SKIMAGE_PHOTOS + (TEXTURE_PHOTOS if textures else ())
+    files = [Path(skimage.__file__).parent / "data" / n for n in names]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise GanforgeError(f"sample photo not found: {missing[0]} (reinstall scikit-image)")
@@ -148,7 +153,7 @@ def score(G, photos: list[torch.Tensor], lowres=None, save: Path | None = None
     return {k: v / len(photos) for k, v in sums.items()}
 
 
-def fold_folder(held: int, root: Path, extra: bool = True) -> Path:
+def fold_folder(held: int, root: Path, extra: bool = True, textures: bool = False) -> Path:
     """``root/photos{held}`` with ``train/`` (the two other photos, and scikit-image's five
     with ``extra``) and ``test/`` (photo number ``held`` of :func:`photo_files`)."""
     data = root / f"photos{held}"
@@ -156,7 +161,7 @@ def fold_folder(held: int, root: Path, extra: bool = True) -> Path:
         (data / sub).mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(photo_files()):
         shutil.copy(f, data / ("test" if i == held else "train") / f.name)
-    for f in training_photos() if extra else []:
+    for f in training_photos(textures) if extra else []:
         shutil.copy(f, data / "train" / f.name)
     return data
 
@@ -208,7 +213,7 @@ def run_folds(args, one_fold, show) -> list[dict]:
 
 def one_fold(held: int, args, overrides: dict, root: Path) -> list[dict]:
     files = photo_files()
-    data = fold_folder(held, root, extra=not args.two_photos)
+    data = fold_folder(held, root, extra=not args.two_photos, textures=args.textures)
     cfg = build_config(args.preset, {"max_time": args.budget, "seed": args.seed, "sample_every": 0,
                                  "checkpoint_every": 0, **overrides, "source": str(data)})
     tr = PhaseTrainer(cfg, root / f"run{held}", quiet=True, tensorboard=False)
@@ -247,6 +252,9 @@ def main() -> None:
     ap.add_argument("--two-photos", action="store_true",
                     help="train on the two other photos only, without scikit-image's five "
                          "(the setting of the README's first figures)")
+    ap.add_argument("--textures", action="store_true",
+                    help="also train on scikit-image's gray photo (camera) and gray textures "
+                         "(brick, grass, gravel)")
     ap.add_argument("--save", metavar="DIR", help="write the upscaled held-out photos there "
                     "(PNG: bicubic, SRResNet phase, end) to look at them")
     args = ap.parse_args()

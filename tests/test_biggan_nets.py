@@ -162,9 +162,11 @@ def test_build_nets_spectral_norm():
         assert has_spectral_norm(m)
     img = g(torch.randn(N, Z), labels())
     assert img.shape == (N, C, R, R) and d(img, labels()).shape == (N,)
-    # g_cond=concat is "conditional" too; shared_dim comes from the config
-    g2, _ = bg.build(model_cfg(num_classes=K, g_cond="concat", shared_dim=6))
+    # shared_dim comes from the config; concat is not a BigGAN G (it would build this same net)
+    g2, _ = bg.build(model_cfg(num_classes=K, g_cond="cbn", shared_dim=6))
     assert g2.shared.weight.shape == (K, 6)
+    with pytest.raises(ValueError, match="g_cond='concat'"):
+        bg.build(model_cfg(num_classes=K, g_cond="concat"))
     g3, _ = bg.build(model_cfg(num_classes=K))  # g_cond none: unconditional
     assert g3.shared is None and g3(torch.randn(N, Z)).shape == (N, C, R, R)
     with pytest.raises(ValueError):

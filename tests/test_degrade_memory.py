@@ -103,13 +103,15 @@ def _weights(tr):
 
 def test_a_batch_too_big_for_the_memory_is_split_and_the_probe_leaves_the_run_alone(
         tmp_path, monkeypatch):
-    cfg = build_config("dcgan", {"max_steps": 2, "batch_size": 16, "g_base": 8, "d_base": 8,
+    cfg = build_config("dcgan", {"max_steps": 2, "batch_size": 16, "g_channel_base": 256,
+                                 "d_channel_base": 256,
                                  "sample_every": 0, "seed": 3})
     monkeypatch.setattr(memory, "available_bytes", lambda device: None)  # no probe
     plain = Trainer(cfg, tmp_path / "a", quiet=True, tensorboard=False)
     plain.train()
     monkeypatch.setattr(memory, "available_bytes", lambda device: 1 << 40)  # probe, fits
-    cfg2 = build_config("dcgan", {"max_steps": 2, "batch_size": 16, "g_base": 8, "d_base": 8,
+    cfg2 = build_config("dcgan", {"max_steps": 2, "batch_size": 16, "g_channel_base": 256,
+                                 "d_channel_base": 256,
                                   "sample_every": 0, "seed": 3})
     probed = Trainer(cfg2, tmp_path / "b", quiet=True, tensorboard=False)
     assert cfg2.train.batch_gpu == 0
@@ -118,7 +120,8 @@ def test_a_batch_too_big_for_the_memory_is_split_and_the_probe_leaves_the_run_al
     assert all(torch.equal(a[k], b[k]) for k in a)  # the probe changed nothing in the run
 
     monkeypatch.setattr(memory, "fit_micro_batch", lambda local, per, static, free: 4)
-    cfg3 = build_config("dcgan", {"max_steps": 1, "batch_size": 16, "g_base": 8, "d_base": 8,
+    cfg3 = build_config("dcgan", {"max_steps": 1, "batch_size": 16, "g_channel_base": 256,
+                                 "d_channel_base": 256,
                                   "sample_every": 0})
     tr = Trainer(cfg3, tmp_path / "c", quiet=True, tensorboard=False)
     assert cfg3.train.batch_gpu == 4
@@ -130,7 +133,7 @@ def test_a_batch_too_big_for_the_memory_is_split_and_the_probe_leaves_the_run_al
 def test_a_step_that_cannot_fit_stops_before_any_work(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(memory, "available_bytes", lambda device: 1000)
     code = main(["train", "--max-steps", "1", "--out", str(tmp_path / "r"), "-q",
-                 "g_base=8", "d_base=8"])
+                 "g_channel_base=256", "d_channel_base=256"])
     err = capsys.readouterr().err
     assert code != 0 and "per sample" in err and "free" in err and "Traceback" not in err
     assert not (tmp_path / "r" / "checkpoints").exists()

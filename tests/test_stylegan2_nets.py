@@ -144,13 +144,16 @@ def test_build_from_config(conds):
     over = {"latent_dim": Z, "g_channel_base": BASE, "g_channel_max": CMAX,
             "d_channel_base": BASE, "d_channel_max": CMAX,
             "g_cond": conds[0], "d_cond": conds[1]}
-    cfg = build_config("dcgan", over).model
+    cfg = build_config("stylegan2-small", over).model
     cfg.resolution, cfg.channels = R, C
     cfg.num_classes = 3 if conds[0] != "none" else 0
     torch.manual_seed(0)
     g, d = sg.build(cfg)
     assert isinstance(g, sg.Generator) and isinstance(d, sg.Discriminator)
-    assert d.mbstd.group_size == 4  # mbstd=0 in the config -> 4
+    assert d.mbstd.group_size == 4  # the preset's group
+    cfg.mbstd = 0
+    d0 = sg.build(cfg)[1]
+    assert d0.mbstd is None and d0.conv.weight.shape[1] == d.conv.weight.shape[1] - 1
     c = torch.tensor([0, 2]) if cfg.num_classes else None
     img = g(torch.randn(2, Z), c)
     assert img.shape == (2, C, R, R) and d(img, c).shape == (2,)

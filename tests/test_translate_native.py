@@ -161,7 +161,7 @@ def test_bad_photo_translation_settings_are_one_line(photos, tmp_path, capsys, e
 
 @pytest.mark.parametrize("args,say", [
     (["--preset", "pix2pix", "crop=16"], "crop=16: not used"),
-    (["--preset", "cyclegan", "crop=16"], "crop=16: not used"),
+    (["--preset", "cyclegan", "crop=16"], "crop: not read by recipe=cyclegan"),
     (["--preset", "srgan", "g_output=rgb"], "g_output: not read"),
     (["--preset", "pix2pix", "scale=2"], "scale=2: not read"),
 ])

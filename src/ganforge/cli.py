@@ -17,10 +17,6 @@ from .errors import GanforgeError
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
-# what may change when a run is resumed: stop rules, logging, the device
-RESUMABLE = {"max_steps", "epochs", "max_time", "device", "log_every", "sample_every",
-             "eval_every", "checkpoint_every", "keep_last", "on_divergence", "health_every",
-             "precision", "channels_last", "compile", "sync_bn"}
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -93,6 +89,7 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
     every key with its meaning.
     """
     from .config import (
+        RESUMABLE,
         Config,
         apply_overrides,
         as_dict,
@@ -125,7 +122,7 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
             if resolve_key(cfg, k).split(".", 1)[1] not in RESUMABLE:
                 raise GanforgeError(f"'{k}' cannot change when resuming (the nets and data are "
                                     f"fixed by the run); only {', '.join(sorted(RESUMABLE))} can")
-        apply_overrides(cfg, kv)
+        apply_overrides(cfg, kv)  # the Trainer checks the same rule for Python users
         validate(cfg)
         run = Path(resume)
     elif preset is None:  # the recipe that measured best for this kind of data

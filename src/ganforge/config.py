@@ -165,6 +165,25 @@ class TrainConfig:
     eval_features: str = "auto"  # inception, digits, a classifier file, or auto
 
 
+# config.json's format: 2 = stylegan2 reads mbstd=0 as no minibatch-std (version 1 built it
+# with a group of 4), g_cond names the one conditioning each of stylegan2 / biggan builds
+CONFIG_VERSION = 2
+
+
+def _upgrade(cfg: Config, version: object) -> None:
+    """A config saved by an older version, made to rebuild the same nets."""
+    m = cfg.model
+    if not isinstance(version, int) or version < 1 or version > CONFIG_VERSION:
+        raise GanforgeError(f"config.json: unknown version {version!r} (this ganforge writes "
+                            f"{CONFIG_VERSION}): upgrade ganforge to use this run")
+    if version < 2 and m.arch == "stylegan2" and m.mbstd == 0:
+        m.mbstd = 4  # version 1 ignored mbstd=0: its D had minibatch-std, group 4
+    if m.arch == "stylegan2" and m.g_cond == "cbn":
+        m.g_cond = "concat"  # version 1 accepted both for the one conditional mapping net
+    if m.arch == "biggan" and m.g_cond == "concat":
+        m.g_cond = "cbn"  # version 1 accepted both for the one shared-embedding + cBN G
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
@@ -173,7 +192,7 @@ class Config:
     preset: str = "dcgan"  # the preset this config started from
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "version": CONFIG_VERSION}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -190,6 +209,8 @@ class Config:
             if key == "preset":
                 cfg.preset = str(value)
                 continue
+            if key == "version":
+                continue
             section = getattr(cfg, key, None)
             if not dataclasses.is_dataclass(section) or not isinstance(value, dict):
                 raise GanforgeError(f"config.json: unknown section '{key}'")
@@ -201,6 +222,7 @@ class Config:
         if isinstance(model, dict) and model.get("arch") == "pix2pix" \
                 and "g_output" not in model:
             cfg.model.g_output = "rgb"  # a run saved before the key: the paper's U-Net
+        _upgrade(cfg, d.get("version", 1))
         validate(cfg)
         return cfg
 
@@ -309,6 +331,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
          "pack": 1, "batch_size": 256, "r1": 1.0, "r1_every": 4, "ema": 0.99, "lr_g": 1e-3,
          "lr_d": 1e-3, "beta1": 0.5, "beta2": 0.999, "lr_decay": "linear",
          "lr_decay_start": 0.33, "max_steps": 24000, "sample_every": 2000,
+         "eval_metric": "coverage",
          "checkpoint_every": 4000, "log_every": 200},
     ),
     "stylegan2": (
@@ -326,7 +349,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "no path length), style mixing 0.9, lazy R1, EMA, ADA",
         {"arch": "stylegan2", "latent_dim": 128, "mapping_layers": 2,
          "g_channel_base": 1024, "g_channel_max": 256, "d_channel_base": 1024,
-         "d_channel_max": 256, "r1": 1.0, "r1_every": 16, "style_mixing": 0.9,
+         "d_channel_max": 256, "mbstd": 4, "r1": 1.0, "r1_every": 16, "style_mixing": 0.9,
          "ema": 0.999, "ada_target": 0.6, "ada_kimg": 100.0, "lr_g": 2.5e-3,
          "lr_d": 2.5e-3, "beta1": 0.0, "beta2": 0.99, "batch_size": 32},
     ),
@@ -415,6 +438,32 @@ def preset_names() -> list[str]:
 
 
 STOP_KEYS = {"train.max_steps", "train.epochs", "train.max_time"}
+
+# what may change when a run is resumed: stop rules, logging, the device, speed switches
+RESUMABLE = {"max_steps", "epochs", "max_time", "device", "log_every", "sample_every",
+             "eval_every", "checkpoint_every", "keep_last", "on_divergence", "health_every",
+             "precision", "channels_last", "compile", "sync_bn"}
+
+
+def resume_changes(saved: Config, cfg: Config) -> list[str]:
+    """Keys (section.name) of ``cfg`` that differ from the run's ``saved`` config and may not
+    change when it is resumed (not in :data:`RESUMABLE`; what a run fills in from its data is
+    compared only where ``cfg`` sets it)."""
+    changed = []
+    for sec in ("data", "model", "train"):
+        a, b = getattr(saved, sec), getattr(cfg, sec)
+        for f in fields(a):
+            key, mine = f"{sec}.{f.name}", getattr(b, f.name)
+            if (f.name not in RESUMABLE and key not in DERIVED and getattr(a, f.name) != mine
+                    and not (key in FILLED_AT_START and mine == FILLED_AT_START[key])):
+                changed.append(key)
+    return changed
+
+
+# keys a run fills in at its start when they hold these values (the channels of the images,
+# the crop side picked from the photos, the micro-batch that fits in the device's memory)
+FILLED_AT_START = {"data.channels": None, "train.crop": 0, "train.batch_gpu": 0}
+
 
 # filled in from the data at run start; readable in config.json, not settable by users
 DERIVED = {"model.resolution", "model.channels", "model.num_classes", "model.in_channels"}
@@ -540,6 +589,10 @@ def build_config(preset: str = "dcgan", overrides: dict[str, Any] | list[str] | 
                 setattr(cfg.train, key.split(".")[1], None)
         apply_overrides(cfg, overrides)
     validate(cfg)
+    from .options import check_read, set_keys
+
+    given = {resolve_key(cfg, k) for k in overrides} if overrides else set()
+    check_read(cfg, sorted(given | set(set_keys(cfg))))
     return cfg
 
 
@@ -565,11 +618,6 @@ IMG2IMG_TASKS = ("aligned", "folders", "unpaired", "edges2image", "gray2color",
 
 
 # train keys read by the noise-to-image recipe alone, with their "off" values
-GAN_RECIPE_ONLY = {"r1": 0.0, "r2": 0.0, "gp": 0.0, "clip": 0.0, "lecam": 0.0,
-                   "gamma_end": 1.0, "diffaug": "", "ada_target": 0.0, "ada_p": 0.0,
-                   "topk": 0.0, "ortho": 0.0, "n_critic": 1}
-
-
 # families that go beyond 128x128: the resolutions they are built for
 BIG_RES = {"stylegan2": (32, 1024), "biggan": (32, 512)}
 
@@ -612,22 +660,12 @@ def validate(cfg: Config) -> None:
     need(m.sr_skip in ("bicubic", "none"), f"sr_skip={m.sr_skip!r}: use bicubic or none")
     need(m.sr_upsample in ("pixelshuffle", "nearest"),
          f"sr_upsample={m.sr_upsample!r}: use pixelshuffle or nearest")
-    need(srgan or m.sr_upsample == "pixelshuffle", f"sr_upsample: not read by "
-         f"recipe={t.recipe} (an option of the srgan generator): drop it")
-    need(srgan or m.sr_skip == "bicubic", f"sr_skip: not read by recipe={t.recipe} (an "
-         "option of the srgan generator): drop it")
     need(m.g_output in ("auto", "rgb", "chroma"),
          f"g_output={m.g_output!r}: use auto, rgb or chroma")
-    need(t.recipe == "pix2pix" or m.g_output == "auto", f"g_output: not read by recipe="
-         f"{t.recipe} (an option of the pix2pix U-Net): drop it")
     need(m.g_output != "chroma" or d.task in ("gray2color", "folders", "aligned"),
          f"g_output=chroma colours gray images: not for task={d.task} (use gray2color)")
     need(t.pixel_loss in ("mse", "l1"), f"pixel_loss={t.pixel_loss!r}: use mse or l1")
-    need(srgan or t.pixel_loss == "mse", f"pixel_loss: not read by recipe={t.recipe} (the "
-         "srgan pixel loss): drop it")
     need(t.degrade in ("none", "realesrgan"), f"degrade={t.degrade!r}: use none or realesrgan")
-    need(srgan or t.degrade == "none", f"degrade: not read by recipe={t.recipe} (how the srgan "
-         "low-resolution inputs are made): drop it")
     need(0 <= m.dropout < 1, "dropout must be in [0, 1)")
     need(m.g_base >= 1 and m.d_base >= 1 and m.n_blocks >= 0 and m.d_layers >= 1,
          "g_base, d_base, d_layers must be >= 1 and n_blocks >= 0")
@@ -640,9 +678,6 @@ def validate(cfg: Config) -> None:
     need(not (t.warmup and t.warmup_steps),
          f"warmup={t.warmup} and warmup_steps={t.warmup_steps} both set: the SRResNet phase is "
          "either a share of the run or a number of steps; set the other to 0")
-    need(t.recipe == "srgan" or not (t.warmup or t.warmup_steps or t.warmup_patience),
-         f"warmup/warmup_steps/warmup_patience: not read by recipe={t.recipe} (the SRGAN "
-         "warm-up): drop it")
     need(t.warmup_patience >= 0, "warmup_patience must be >= 0")
     need(not t.warmup_patience or (t.eval_every > 0 and (t.warmup or t.warmup_steps)),
          f"warmup_patience={t.warmup_patience} ends the SRResNet phase when held-out "
@@ -652,11 +687,6 @@ def validate(cfg: Config) -> None:
     need(recipe_img2img == img2img,
          f"recipe={t.recipe} needs {'image pairs: set task=...' if recipe_img2img else 'task=none'}"
          f" (use --preset pix2pix, cyclegan or srgan for image-to-image)")
-    if img2img:  # keys of the noise-to-image recipe that pix2pix, cyclegan and srgan never read
-        set_here = [k for k, off in GAN_RECIPE_ONLY.items() if getattr(t, k) != off]
-        need(not set_here, f"{', '.join(set_here)}: not read by recipe={t.recipe} (options of "
-                           "the noise-to-image GANs): drop "
-                           f"{'it' if len(set_here) == 1 else 'them'}")
     need(m.g_cond in ("none", "concat", "cbn"), f"g_cond={m.g_cond!r}: use none, concat or cbn")
     need(m.d_cond in ("none", "concat", "aux", "projection"),
          f"d_cond={m.d_cond!r}: use none, concat, aux or projection")
@@ -670,7 +700,6 @@ def validate(cfg: Config) -> None:
     need(m.hidden >= 1 and m.layers >= 1, "hidden and layers must be >= 1")
     need(m.latent_mixture >= 0 and m.latent_mixture_std > 0,
          "latent_mixture must be >= 0 (0 = off) and latent_mixture_std > 0")
-    need(m.latent_mixture == 0 or m.arch == "mlp", "latent_mixture is an option of arch=mlp")
     need(t.optimizer in ("adam", "rmsprop"), f"optimizer={t.optimizer!r}: use adam or rmsprop")
     need(t.n_critic >= 1, "n_critic must be >= 1")
     need(t.lr_decay in ("none", "linear", "cosine"),
@@ -715,15 +744,9 @@ def validate(cfg: Config) -> None:
          and 0 < t.pl_decay <= 1,
          "pl_weight must be >= 0, pl_every and pl_batch_shrink >= 1, pl_decay in (0, 1]")
     need(t.ortho >= 0, "ortho must be >= 0")
-    style = m.arch == "stylegan2"
-    need(style or (t.style_mixing == 0 and t.pl_weight == 0),
-         "style_mixing and pl_weight need a style generator: use arch=stylegan2")
     need(m.mapping_layers >= 1, "mapping_layers must be >= 1")
     need(m.blocks >= 1 and m.group_channels >= 1 and m.expansion >= 1,
          "blocks, group_channels and expansion must be >= 1")
-    need(m.arch == "r3gan" or (m.blocks, m.group_channels, m.expansion) == (2, 16, 2),
-         "blocks, group_channels and expansion are options of arch=r3gan")
-    need(m.arch != "r3gan" or m.mbstd == 0, "arch=r3gan has no minibatch-std layer: drop mbstd")
     need(m.attention >= 0 and m.shared_dim >= 1, "attention must be >= 0, shared_dim >= 1")
     from .metrics.evaluate import DIRECTION
 

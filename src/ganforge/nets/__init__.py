@@ -34,6 +34,16 @@ NETS: dict[str, Callable[[ModelConfig], tuple[nn.Module, nn.Module]]] = {
     "r3gan": r3gan.build,
 }
 
+# the ModelConfig keys each family reads (beyond arch and the shape filled in from the data)
+NET_OPTIONS: dict[str, tuple[str, ...]] = {
+    "dcgan": dcgan.OPTIONS,
+    "resnet": resnet.OPTIONS,
+    "mlp": mlp.OPTIONS,
+    "stylegan2": stylegan2.OPTIONS,
+    "biggan": biggan.OPTIONS,
+    "r3gan": r3gan.OPTIONS,
+}
+
 VECTOR_ARCHS = {"mlp"}  # families for vector data [N, C]: no resolution
 
 

@@ -4,7 +4,7 @@ Synthesis"), pure PyTorch, for any power-of-two resolution 32..512. Widths from 
 
 G: z [N, latent_dim] is split into ``num_blocks + 1`` chunks (hierarchical latent; ``num_blocks =
 log2(R) - 2`` up-sampling blocks from 4x4). Chunk 0 -> linear -> [N, C4, 4, 4]; chunk ``i + 1``
-conditions block ``i``. A conditional G (``g_cond`` concat or cbn, ``num_classes > 0``) has one
+conditions block ``i``. A conditional G (``g_cond=cbn``, ``num_classes > 0``) has one
 shared class embedding ``nn.Embedding(K, shared_dim)``; block ``i``'s conditioning vector is
 ``y_i = cat(shared(c), z_{i+1})`` (unconditional: ``y_i = z_{i+1}``). Every BatchNorm of a block
 is a :class:`HierCondBatchNorm`: ``BN(x) * (1 + gain(y)) + bias(y)`` with bias-free linears. Block:
@@ -54,8 +54,9 @@ from torch import nn
 
 from ..config import ModelConfig
 from . import resnet
-from .layers import G_CONDS, DHead, MinibatchStd, channels_at, cond_classes, need_labels
+from .layers import DHead, MinibatchStd, channels_at, cond_classes, need_labels
 
+G_CONDS = ("none", "cbn")  # G conditioning: shared class embedding + conditional BatchNorm
 D_CONDS = ("none", "aux", "projection")  # D conditioning this family supports
 
 
@@ -268,8 +269,13 @@ class Discriminator(nn.Module):
         return self.head(h, c, with_aux)
 
 
+# the ModelConfig keys this family reads (beyond arch and the shape taken from the data)
+OPTIONS = ("latent_dim", "g_channel_base", "g_channel_max", "d_channel_base", "d_channel_max",
+           "g_cond", "d_cond", "mbstd", "pack", "spectral_norm", "attention", "shared_dim")
+
+
 def build(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
-    """``(G, D)``: ``g_cond`` concat or cbn both mean a conditional G (shared embedding + cBN);
+    """``(G, D)``: ``g_cond=cbn`` a conditional G (shared embedding + cBN);
     ``d_cond`` none, aux or projection; ``attention`` and ``shared_dim`` from the config."""
     kg = cond_classes(cfg.g_cond, cfg.num_classes, G_CONDS, "g_cond")
     g = Generator(cfg.latent_dim, cfg.resolution, cfg.channels, cfg.g_channel_base,

@@ -132,6 +132,11 @@ def init_weights(module: nn.Module) -> None:
             nn.init.normal_(m.embed.weight, 0.0, 0.02)
 
 
+# the ModelConfig keys this family reads (beyond arch and the shape taken from the data)
+OPTIONS = ("latent_dim", "g_channel_base", "g_channel_max", "d_channel_base", "d_channel_max",
+           "g_cond", "d_cond", "mbstd", "pack", "spectral_norm", "norm_d")
+
+
 def build(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
     g = Generator(cfg.latent_dim, cfg.resolution, cfg.channels, cfg.g_channel_base,
                   cfg.g_channel_max, cfg.num_classes, cfg.g_cond)

@@ -122,6 +122,11 @@ class Discriminator(nn.Module):
         return self.head(self.features(x), c, with_aux)
 
 
+# the ModelConfig keys this family reads (beyond arch and the vector size taken from the data)
+OPTIONS = ("latent_dim", "hidden", "layers", "latent_mixture", "latent_mixture_std", "g_cond",
+           "d_cond", "mbstd", "pack", "spectral_norm")
+
+
 def build(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
     g = Generator(cfg.latent_dim, cfg.channels, cfg.hidden, cfg.layers, cfg.num_classes,
                   cfg.g_cond, cfg.latent_mixture, cfg.latent_mixture_std)

@@ -54,8 +54,8 @@ Deviations from the reference code, all deliberate:
    the training loop's business (autocast). No fused CUDA bias_act / upfirdn2d: plain PyTorch,
    the same maths (the reference's own "Reference" Python variants).
 6. The resampling filter's kernel is a non-persistent buffer (not in the checkpoint).
-7. ``mbstd`` is ignored (R3GAN has no minibatch-std layer). ``spectral_norm`` other than
-   ``none`` is refused (ValueError): R3GAN uses none, and the spectral norm of the zero-
+7. R3GAN has no minibatch-std layer (``mbstd`` is not read: refused). ``spectral_norm`` other
+   than ``none`` is refused (ValueError): R3GAN uses none, and the spectral norm of the zero-
    initialised last conv of every branch is 0, so the normalised weight would be NaN.
 
 Conditioning supported: ``g_cond`` none / concat, ``d_cond`` none / projection (ValueError for
@@ -325,6 +325,11 @@ class Discriminator(nn.Module):
         if self.embed is not None:
             return (h * self.embed(c).to(h.dtype)).sum(dim=1)  # projection only, [N]
         return h.view(-1)
+
+
+# the ModelConfig keys this family reads (beyond arch and the shape taken from the data)
+OPTIONS = ("latent_dim", "g_channel_base", "g_channel_max", "d_channel_base", "d_channel_max",
+           "g_cond", "d_cond", "pack", "blocks", "group_channels", "expansion")
 
 
 def build(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:

@@ -185,6 +185,11 @@ class Discriminator(nn.Module):
         return self.head(h, c, with_aux)
 
 
+# the ModelConfig keys this family reads (beyond arch and the shape taken from the data)
+OPTIONS = ("latent_dim", "g_channel_base", "g_channel_max", "d_channel_base", "d_channel_max",
+           "g_cond", "d_cond", "mbstd", "pack", "spectral_norm")
+
+
 def build(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
     g = Generator(cfg.latent_dim, cfg.resolution, cfg.channels, cfg.g_channel_base,
                   cfg.g_channel_max, cfg.num_classes, cfg.g_cond)

@@ -37,8 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .layers import G_CONDS, MinibatchStd, channels_at, cond_classes, need_labels
+from .layers import MinibatchStd, channels_at, cond_classes, need_labels
 
+G_CONDS = ("none", "concat")  # G conditioning: the class embedding joins z in the mapping net
 D_CONDS = ("none", "projection")  # D conditioning this family supports
 NOISE_MODES = ("random", "const", "none")
 _SQRT2 = math.sqrt(2.0)
@@ -374,7 +375,7 @@ class Discriminator(nn.Module):
 
     ``cond="projection"``: adds ``<embed(c), h> / sqrt(dim h)`` on the last features h.
     Minibatch std uses :class:`~ganforge.nets.layers.MinibatchStd` (group ``min(group, N)``,
-    falling back to a divisor of N).
+    falling back to a divisor of N); ``mbstd_group=0`` leaves it out.
     """
 
     def __init__(self, resolution: int = 256, channels: int = 3, channel_base: int = 32768,
@@ -392,8 +393,8 @@ class Discriminator(nn.Module):
         self.blocks = nn.Sequential(*[DiscriminatorBlock(ch(2**i), ch(2**(i - 1)))
                                       for i in range(log2, 2, -1)])  # -> [N, ch(4), 4, 4]
         c4 = ch(4)
-        self.mbstd = MinibatchStd(mbstd_group)  # -> [N, c4 + 1, 4, 4]
-        self.conv = EqualConv2d(c4 + 1, c4, 3, activation="lrelu")
+        self.mbstd = MinibatchStd(mbstd_group) if mbstd_group > 0 else None  # -> [N, c4 + 1, 4, 4]
+        self.conv = EqualConv2d(c4 + (self.mbstd is not None), c4, 3, activation="lrelu")
         self.fc = EqualLinear(c4 * 16, c4, activation="lrelu")
         self.out = EqualLinear(c4, 1)
         self.embed = nn.Embedding(k, c4) if cond == "projection" else None
@@ -403,7 +404,9 @@ class Discriminator(nn.Module):
         if with_aux:
             raise ValueError("with_aux=True needs d_cond='aux', which stylegan2 does not offer")
         h = self.blocks(self.fromrgb(x))
-        h = self.fc(self.conv(self.mbstd(h)).flatten(1))  # [N, c4]
+        if self.mbstd is not None:
+            h = self.mbstd(h)
+        h = self.fc(self.conv(h).flatten(1))  # [N, c4]
         out = self.out(h).view(-1)  # [N]
         if self.embed is not None:
             c = need_labels(c, x.shape[0], "D (d_cond=projection)")
@@ -411,14 +414,20 @@ class Discriminator(nn.Module):
         return out
 
 
+# the ModelConfig keys this family reads (beyond arch and the shape taken from the data)
+OPTIONS = ("latent_dim", "g_channel_base", "g_channel_max", "d_channel_base", "d_channel_max",
+           "g_cond", "d_cond", "mbstd", "pack", "mapping_layers")
+
+
 def build(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
-    """``(G, D)``: z_dim = w_dim = ``latent_dim``; any ``g_cond`` but none makes the mapping
-    network conditional; ``d_cond`` none or projection; ``mbstd=0`` means group 4."""
+    """``(G, D)``: z_dim = w_dim = ``latent_dim``; ``g_cond=concat`` makes the mapping
+    network conditional; ``d_cond`` none or projection; ``mbstd`` the minibatch-std group
+    (0 = none; the presets use 4, as the paper)."""
     kg = cond_classes(cfg.g_cond, cfg.num_classes, G_CONDS, "g_cond")
     if cfg.d_cond not in D_CONDS:
         raise ValueError(f"stylegan2: d_cond={cfg.d_cond!r} not supported, use none or projection")
     g = Generator(cfg.latent_dim, cfg.latent_dim, cfg.resolution, cfg.channels,
                   cfg.g_channel_base, cfg.g_channel_max, kg, cfg.mapping_layers)
     d = Discriminator(cfg.resolution, cfg.channels, cfg.d_channel_base, cfg.d_channel_max,
-                      cfg.num_classes, cfg.d_cond, cfg.mbstd or 4, cfg.pack)
+                      cfg.num_classes, cfg.d_cond, cfg.mbstd, cfg.pack)
     return g, d

@@ -38,6 +38,13 @@ def real_of(batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 class GANRecipe:
+    # the TrainConfig keys read beyond ganforge.options.COMMON_TRAIN
+    OPTIONS = ("ema", "ema_end", "ema_warmup", "optimizer", "n_critic", "clip", "gp", "r1", "r2",
+               "r1_every", "gamma_end", "lecam", "diffaug", "aux_weight", "ada_target", "ada_p",
+               "ada_interval", "ada_kimg", "ada_pipeline", "style_mixing", "pl_weight",
+               "pl_every", "pl_decay", "pl_batch_shrink", "ortho", "topk", "topk_decay",
+               "health_every", "eval_features")
+
     def __init__(self, cfg: Config, G: nn.Module, D: nn.Module):
         self.cfg = cfg
         self.G, self.D = G, D

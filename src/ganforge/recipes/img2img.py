@@ -55,6 +55,9 @@ def unet_depth(side: int) -> int:
 class Pix2PixRecipe:
     img2img = True
     kind = "paired"  # batches {"source", "target"}
+    # the keys read: TrainConfig beyond ganforge.options.COMMON_TRAIN, and ModelConfig
+    OPTIONS = ("ema", "ema_end", "ema_warmup", "l1_weight", "crop")
+    MODEL_OPTIONS = ("g_base", "d_base", "d_layers", "dropout", "unet_depth", "g_output", "norm")
 
     def __init__(self, cfg: Config):
         from ..nets.img2img import PatchDiscriminator, UNetGenerator
@@ -159,6 +162,10 @@ class ImagePool:
 class CycleGANRecipe:
     img2img = True
     kind = "unpaired"  # batches {"a", "b"}
+    # the keys read: TrainConfig beyond ganforge.options.COMMON_TRAIN (no EMA: its two
+    # generators train each other through the cycle), and ModelConfig
+    OPTIONS = ("cycle_weight", "identity_weight", "pool_size")
+    MODEL_OPTIONS = ("g_base", "d_base", "n_blocks", "d_layers", "norm")
 
     def __init__(self, cfg: Config):
         from ..nets.img2img import PatchDiscriminator, ResnetGenerator
@@ -242,6 +249,10 @@ class CycleGANRecipe:
 class SRGANRecipe:
     img2img = True
     kind = "paired"  # batches {"source", "target"}; sources remade from target crops
+    # the keys read: TrainConfig beyond ganforge.options.COMMON_TRAIN, and ModelConfig
+    OPTIONS = ("ema", "ema_end", "ema_warmup", "adv_weight", "content", "pixel_loss",
+               "warmup_steps", "warmup", "warmup_patience", "crop", "degrade")
+    MODEL_OPTIONS = ("g_base", "d_base", "n_blocks", "norm", "sr_skip", "sr_upsample")
 
     def __init__(self, cfg: Config):
         from ..nets.img2img import SRGANDiscriminator, SRResNet

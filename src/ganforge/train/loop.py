@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from ..config import Config, parse_duration
+from ..config import RESUMABLE, Config, parse_duration, resume_changes
 from ..errors import GanforgeError
 from ..nets import build_nets
+from ..options import check_read
 from ..recipes import RECIPES
 from ..schedules import interpolate
 from ..utils import atomic_write_text, format_duration, make_grid, pick_device, save_png, to_uint8
@@ -121,6 +122,10 @@ class Trainer:
         if self.run.exists() and not resume and any(self.run.iterdir()) and self.dist.main:
             raise GanforgeError(f"run folder {self.run} is not empty: resume it with "
                                 f"--resume {self.run} or choose another --out")
+        if resume:
+            self._check_resume()
+        else:
+            check_read(cfg)  # an option this run does not read (build_config checks it too)
         self.data = data if data is not None else load_data(cfg, log=self._note)
         self.vector = hasattr(self.data, "dim")
         self.img2img = is_pairs(self.data)
@@ -454,6 +459,20 @@ class Trainer:
             raise GanforgeError(f"{path}/state.pt does not fit this run ({e}); it was written "
                                 "by another model or version") from None
         self._set_lr()
+
+    def _check_resume(self) -> None:
+        """Only the :data:`~ganforge.config.RESUMABLE` keys may differ from the saved run."""
+        path = self.run / "config.json"
+        if not path.is_file():
+            return  # _resume says what is missing
+        changed = resume_changes(Config.load(path), self.cfg)
+        if changed:
+            names = [k.split(".", 1)[1] for k in changed]
+            raise GanforgeError(
+                f"{', '.join(names)} cannot change when resuming {self.run} (the nets, data and "
+                f"recipe are fixed by the run); only {', '.join(sorted(RESUMABLE))} can: load "
+                "its config (Config.load(run / 'config.json')) and change those, or start a "
+                "new run")
 
     def _resume(self) -> None:
         ck.clean_partial(self.run)
