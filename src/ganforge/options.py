@@ -67,6 +67,7 @@ NEEDS: dict[str, tuple[str, Callable[[Config], bool]]] = {
                           lambda c: c.train.eval_every > 0 or c.train.warmup_patience > 0),
     "train.style_mixing": ("arch=stylegan2", lambda c: c.model.arch == "stylegan2"),
     "train.pl_weight": ("arch=stylegan2", lambda c: c.model.arch == "stylegan2"),
+    "model.shared_dim": ("g_cond=cbn (a conditional BigGAN G)", lambda c: c.model.g_cond != "none"),
     "model.latent_mixture_std": ("latent_mixture > 0", lambda c: c.model.latent_mixture > 0),
 }
 
@@ -161,7 +162,20 @@ def check_read(cfg: Config, keys: Iterable[str] | None = None) -> None:
             if not on(cfg):
                 raise GanforgeError(f"{name} is only read with {switch}: set that too, or "
                                     f"drop {name}")
+    check_conditioning(cfg)
     check_eval_metric(cfg)
+
+
+def check_conditioning(cfg: Config) -> None:
+    """``g_cond`` and ``d_cond`` must be ones the run's net family builds."""
+    from .nets import NET_CONDS
+
+    m = cfg.model
+    if m.arch not in NET_CONDS:
+        return
+    for key, value, ok in zip(("g_cond", "d_cond"), (m.g_cond, m.d_cond), NET_CONDS[m.arch]):
+        if value not in ok:
+            raise GanforgeError(f"{key}={value!r}: arch={m.arch} builds {' or '.join(ok)}")
 
 
 # the metrics each kind of run computes during training (eval_every): its eval_metric is one
@@ -192,4 +206,5 @@ def check_eval_metric(cfg: Config) -> None:
 
 
 __all__ = ["COMMON_TRAIN", "IMAGE_METRICS", "NEEDS", "PAIRED_METRICS", "VECTOR_METRICS",
-           "check_eval_metric", "check_read", "model_options", "set_keys", "train_options"]
+           "check_conditioning", "check_eval_metric", "check_read", "model_options", "set_keys",
+           "train_options"]

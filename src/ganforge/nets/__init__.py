@@ -44,6 +44,12 @@ NET_OPTIONS: dict[str, tuple[str, ...]] = {
     "r3gan": r3gan.OPTIONS,
 }
 
+# the g_cond and d_cond values each family builds
+NET_CONDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    name: (mod.G_CONDS, mod.D_CONDS) for name, mod in (
+        ("dcgan", dcgan), ("resnet", resnet), ("mlp", mlp), ("stylegan2", stylegan2),
+        ("biggan", biggan), ("r3gan", r3gan))}
+
 VECTOR_ARCHS = {"mlp"}  # families for vector data [N, C]: no resolution
 
 
