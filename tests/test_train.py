@@ -133,9 +133,14 @@ def test_stop_by_epochs_and_time(tmp_path, tiny):
 
 
 def test_minimax_loss_trains(tmp_path, tiny):
-    res = Trainer(_cfg(tiny, "max_steps=2", "loss=minimax"), tmp_path / "r", quiet=True,
-                  tensorboard=False).train()
+    tr = Trainer(_cfg(tiny, "max_steps=2", "loss=minimax"), tmp_path / "r", quiet=True,
+                 tensorboard=False)
+    before = [p.detach().clone() for p in tr.G.parameters()]
+    res = tr.train()
     assert set(res.last) >= {"D_loss", "G_loss", "D(x)", "D(G(z))"}
+    # G minimises log(1 - D(G(z))) < 0 (the non-saturating loss -log D(G(z)) is > 0)
+    assert res.last["G_loss"] < 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, tr.G.parameters()))
 
 
 def test_ema_generator_measures_its_own_batchnorm_statistics(tmp_path, tiny):

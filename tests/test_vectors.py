@@ -9,7 +9,6 @@ from PIL import Image
 
 from ganforge.data import VECTOR_SPECS, VectorDataset, is_vector_spec, load_vectors
 from ganforge.errors import GanforgeError
-from ganforge.metrics import METRICS
 from ganforge.metrics.modes import mode_metrics
 from ganforge.plot import scatter_png, write_csv
 
@@ -151,10 +150,6 @@ def test_bad_files_give_one_line_errors(tmp_path):
 
 RING = load_vectors("ring8", n=10).modes
 STD = 0.01
-
-
-def test_metric_registry():
-    assert METRICS["modes"] is mode_metrics
 
 
 def test_perfect_samples():

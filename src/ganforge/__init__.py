@@ -8,12 +8,30 @@
     >>> pil = g.sample_images(4)         # PIL images
 """
 
-from . import train
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .config import Config, build_config
 from .errors import GanforgeError
-from .generate import TrainedGAN, load
+
+if TYPE_CHECKING:
+    from . import train
+    from .generate import TrainedGAN, load
 
 __version__ = "0.1.0"
+
+# imported when first used: torch and the nets load only for the commands that need them, so
+# `ganforge --help` and `ganforge presets` start at once
+_LAZY = {"train": ".train", "TrainedGAN": ".generate", "load": ".generate"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'ganforge' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name], __name__)
+    return module if name == "train" else getattr(module, name)
 
 __all__ = ["Config", "GanforgeError", "TrainedGAN", "build_config", "load", "train",
            "__version__"]

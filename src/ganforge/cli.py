@@ -280,7 +280,7 @@ def torch_cat_rows(rows: list, width: int):
 @app.command(context_settings=CONTEXT)
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--out", "out_file", type=click.Path(path_type=Path),
-              default="interpolation.gif", show_default=True, help="GIF file to write")
+              help="GIF file to write  [default: RUN/interpolation.gif]")
 @click.option("--points", type=int, default=4, show_default=True,
               help="latent points visited in a loop")
 @click.option("--frames", type=int, default=16, show_default=True,
@@ -293,14 +293,15 @@ def torch_cat_rows(rows: list, width: int):
               help="walk in z (slerp) or, for StyleGAN runs, in w (lerp)")
 @click.option("--truncation", type=float, help="truncation trick, as in `ganforge sample`")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps")
-def interpolate(run: Path, out_file: Path, points: int, frames: int, rows: int, fps: int,
-                scale: int, seed: int, space: str, truncation: float | None,
+def interpolate(run: Path, out_file: Path | None, points: int, frames: int, rows: int,
+                fps: int, scale: int, seed: int, space: str, truncation: float | None,
                 device: str) -> None:
     """Write a GIF of a looping walk between random latent points (z: slerp; w: lerp)."""
     from PIL import Image
 
     from .generate import load
 
+    out_file = out_file or run / "interpolation.gif"
     if str(out_file.suffix).lower() != ".gif":
         raise GanforgeError(f"--out {out_file}: interpolate writes a .gif file")
     if fps < 1 or scale < 1:

@@ -9,8 +9,6 @@ behind offline features), ``evaluate`` (the pipeline behind ``ganforge eval``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from .frechet import fid_from_features, frechet_distance
 from .isc import inception_score
 from .kid import kid
@@ -18,12 +16,5 @@ from .modes import mode_metrics
 from .paired import paired_metrics
 from .prdc import density_coverage, precision_recall
 
-METRICS: dict[str, Callable[..., dict[str, float]]] = {
-    "modes": mode_metrics,  # (samples [N, D], modes [M, D], std) -> modes, high_quality, ...
-    "pr": precision_recall,  # (real [N, F], fake [M, F]) -> precision, recall
-    "dc": density_coverage,  # (real [N, F], fake [M, F]) -> density, coverage
-    "paired": paired_metrics,  # (output, target images) -> l1, psnr, ssim
-}
-
-__all__ = ["METRICS", "density_coverage", "fid_from_features", "frechet_distance",
+__all__ = ["density_coverage", "fid_from_features", "frechet_distance",
            "inception_score", "kid", "mode_metrics", "paired_metrics", "precision_recall"]

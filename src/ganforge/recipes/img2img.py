@@ -403,6 +403,3 @@ class SRGANRecipe:
         lr = self.lowres(hr)
         up = F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False)
         return torch.cat([up.clamp(-1, 1), self.G(lr).clamp(-1, 1), hr])
-
-
-IMG2IMG_RECIPES = {"pix2pix": Pix2PixRecipe, "cyclegan": CycleGANRecipe, "srgan": SRGANRecipe}
