@@ -31,11 +31,12 @@ from pathlib import Path
 import torch
 
 import ganforge
-from ganforge.config import PRESETS, build_config, parse_duration
+from ganforge.config import PRESETS, parse_duration
 from ganforge.data import load_dataset
 from ganforge.errors import GanforgeError
 from ganforge.metrics.classifier import digits_classifier, extract_features, predict
 from ganforge.metrics.frechet import fid_from_features
+from ganforge.options import build_config
 from ganforge.train.loop import Trainer, ema_decay
 from ganforge.utils import cpu_name
 

@@ -26,16 +26,11 @@ def main() -> None:
         os.environ["GANFORGE_HOME"] = str(Path(tmp) / "home")  # a cold feature cache
         import torch
 
-        from ganforge.config import build_config
+        from ganforge.evaluate import _sample_uint8, evaluate_run
         from ganforge.metrics.classifier import digits_classifier
-        from ganforge.metrics.evaluate import (
-            _sample_uint8,
-            evaluate_run,
-            parse_metrics,
-            real_features,
-            score_features,
-        )
+        from ganforge.metrics.evaluate import parse_metrics, real_features, score_features
         from ganforge.metrics.features import feature_space
+        from ganforge.options import build_config
         from ganforge.train import train
 
         run = Path(tmp) / "run"

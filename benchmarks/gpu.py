@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from ganforge.config import build_config
 from ganforge.data import ImageDataset
+from ganforge.options import build_config
 from ganforge.train import Trainer
 
 

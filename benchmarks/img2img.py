@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 import ganforge
-from ganforge.config import build_config, parse_duration
+from ganforge.config import parse_duration
+from ganforge.options import build_config
 from ganforge.train import Trainer, train
 from ganforge.train.batches import load_data
 from ganforge.train.evaluator import heldout_metrics

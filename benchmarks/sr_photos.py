@@ -34,11 +34,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ganforge.config import build_config, parse_duration
+from ganforge.config import parse_duration
 from ganforge.data.pairs import downsample
 from ganforge.errors import GanforgeError
 from ganforge.metrics.paired import checkerboard, sr_metrics
 from ganforge.nets.img2img import tiled_upscale
+from ganforge.options import build_config
 from ganforge.train import Trainer
 from ganforge.utils import cpu_name
 

@@ -105,7 +105,7 @@ def matmul_peak(dtype: torch.dtype, seconds: float = 1.0) -> float:
 
 
 def ganforge_run(data, name: str, steps: int, warmup: int, root: Path) -> float:
-    from ganforge.config import build_config
+    from ganforge.options import build_config
     from ganforge.train import Trainer
 
     over = {"batch_size": 64, "latent_dim": 100, "resolution": 32, "channels": 3,

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import ganforge
-from ganforge.config import build_config
 from ganforge.data import load_vectors
 from ganforge.metrics.modes import mode_metrics
+from ganforge.options import build_config
 from ganforge.train import train
 
 PUBLISHED = {  # PacGAN paper, Table 2 (PacGAN4 row): modes, % high quality

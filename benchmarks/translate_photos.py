@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
-from ganforge.config import build_config
 from ganforge.metrics.paired import paired_metrics
 from ganforge.nets.img2img import padded_call, tiled_translate
+from ganforge.options import build_config
 from ganforge.train import Trainer
 from ganforge.utils import cpu_name
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganforge.config import build_config
+from ganforge.options import build_config
 from ganforge.train import Trainer
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"

@@ -105,7 +105,7 @@ def test_bad_input_is_one_line_no_traceback(args, needle, tmp_path):
 
 def test_sample_from_run_without_checkpoint(tmp_path):
     (tmp_path / "run").mkdir()
-    from ganforge.config import build_config
+    from ganforge.options import build_config
 
     build_config().save(tmp_path / "run" / "config.json")
     code, _, err = _run_cli("sample", tmp_path / "run")

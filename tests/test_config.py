@@ -2,15 +2,9 @@ import json
 
 import pytest
 
-from ganforge.config import (
-    Config,
-    apply_overrides,
-    build_config,
-    describe,
-    parse_duration,
-    resolve_key,
-)
+from ganforge.config import Config, apply_overrides, describe, parse_duration, resolve_key
 from ganforge.errors import GanforgeError
+from ganforge.options import build_config
 
 
 def test_defaults_are_the_seed_dcgan():

@@ -6,13 +6,13 @@ import math
 import pytest
 import torch
 
-from ganforge.config import build_config
+from ganforge import checkpoint as ck
 from ganforge.errors import GanforgeError
 from ganforge.losses import LOSSES
+from ganforge.options import build_config
 from ganforge.regularizers import lecam_penalty
 from ganforge.schedules import interpolate, ramp
 from ganforge.train import Trainer
-from ganforge.train import checkpoint as ck
 from ganforge.train.health import HealthMonitor
 
 QUIET = dict(quiet=True, tensorboard=False)

@@ -8,10 +8,10 @@ import torch
 from test_sr_native import _photo
 
 from ganforge.cli import main
-from ganforge.config import build_config
 from ganforge.data.degrade import gaussian_kernel, realesrgan, sinc_kernel
 from ganforge.data.pairs import downsample
 from ganforge.errors import GanforgeError
+from ganforge.options import build_config
 from ganforge.train import memory
 from ganforge.train.loop import Trainer
 

@@ -9,12 +9,12 @@ from PIL import Image
 from test_zoo import _small
 
 import ganforge
+from ganforge import checkpoint as ck
 from ganforge.cli import main
-from ganforge.config import build_config
 from ganforge.errors import GanforgeError
+from ganforge.options import build_config
 from ganforge.regularizers import ortho_penalty, path_lengths
 from ganforge.train import Trainer
-from ganforge.train import checkpoint as ck
 
 HIGHFI = ["stylegan2", "stylegan2-small", "biggan", "biggan-small"]
 

@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 
 import ganforge
+from ganforge import checkpoint as ck
 from ganforge.cli import main
-from ganforge.config import build_config
 from ganforge.errors import GanforgeError
+from ganforge.options import build_config
 from ganforge.train import Trainer
-from ganforge.train import checkpoint as ck
 
 TINY = {
     "pix2pix": ["g_base=4", "d_base=4", "batch_size=4"],

@@ -267,7 +267,7 @@ def test_train_with_eval_every_logs_metrics_and_keeps_best(run):
     assert [x["step"] for x in evals] == [2, 4]
     best = run / "checkpoints" / "best"
     assert (best / "G.safetensors").is_file() and (best / "state.pt").is_file()
-    from ganforge.train import checkpoint as ck
+    from ganforge import checkpoint as ck
 
     st = ck.load_state(best)
     assert st["best_eval"]["metric"] == "fid"
@@ -337,7 +337,7 @@ def test_eval_vector_run(tmp_path):
 
 
 def test_best_eval_survives_resume(tmp_path, tiny):
-    from ganforge.train import checkpoint as ck
+    from ganforge import checkpoint as ck
 
     r = tmp_path / "run"
     assert main(["train", "--max-steps", "2", "--out", str(r), "-q", "eval_every=2",

@@ -5,7 +5,6 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ganforge.config import build_config
 from ganforge.nets import NETS, build_nets
 from ganforge.nets.layers import (
     CondBatchNorm,
@@ -15,6 +14,7 @@ from ganforge.nets.layers import (
     has_spectral_norm,
     pack,
 )
+from ganforge.options import build_config
 
 K = 3  # classes of the conditional tests
 

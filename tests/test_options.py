@@ -7,10 +7,17 @@ import pytest
 import torch
 
 from ganforge.cli import main
-from ganforge.config import PRESETS, Config, ModelConfig, TrainConfig, build_config
+from ganforge.config import PRESETS, Config, ModelConfig, TrainConfig
 from ganforge.errors import GanforgeError
 from ganforge.nets import NET_OPTIONS, build_nets
-from ganforge.options import COMMON_TRAIN, check_read, model_options, set_keys, train_options
+from ganforge.options import (
+    COMMON_TRAIN,
+    build_config,
+    check_read,
+    model_options,
+    set_keys,
+    train_options,
+)
 from ganforge.recipes import RECIPES
 from ganforge.train import Trainer
 

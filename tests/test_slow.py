@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import ganforge
-from ganforge.config import build_config
 from ganforge.data import load_vectors
 from ganforge.metrics.classifier import digits_classifier, predict
 from ganforge.metrics.modes import mode_metrics
+from ganforge.options import build_config
 from ganforge.train import train
 
 pytestmark = pytest.mark.slow

@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ganforge import checkpoint as ck
 from ganforge.cli import main
-from ganforge.config import build_config
+from ganforge.options import build_config
 from ganforge.train import Trainer
-from ganforge.train import checkpoint as ck
 
 TOY = ["--preset", "toy", "--data", "ring8", "--max-steps", "12", "hidden=32",
        "batch_size=64", "log_every=4", "sample_every=0", "checkpoint_every=0", "r1_every=2"]

@@ -246,7 +246,7 @@ def test_srgan_samples_with_its_ema(photos, tmp_path):
 
     ema = load_file(str(t.checkpoint / "G_ema.safetensors"))
     raw = load_file(str(t.checkpoint / "G.safetensors"))
-    state = t.recipe.G.state_dict()
+    state = t.G.state_dict()
     assert all(torch.equal(state[k], ema[k]) for k in ema)
     assert any(not torch.equal(raw[k], ema[k]) for k in ema)
 
@@ -271,7 +271,7 @@ def test_the_pixel_phase_ends_when_held_out_psnr_stops_improving(photos, tmp_pat
 
 
 def test_resize_conv_upsampling_is_an_srgan_option():
-    from ganforge.config import build_config
+    from ganforge.options import build_config
 
     cfg = build_config("srgan", {"sr_upsample": "nearest", "content": "pixel"})
     cfg.model.channels = 3

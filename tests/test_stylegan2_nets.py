@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganforge.config import build_config
 from ganforge.nets import stylegan2 as sg
+from ganforge.options import build_config
 
 R, C, Z, BASE, CMAX = 32, 3, 16, 512, 32
 

@@ -6,10 +6,10 @@ import textwrap
 import pytest
 import torch
 
-from ganforge.config import build_config
+from ganforge import checkpoint as ck
 from ganforge.errors import GanforgeError
+from ganforge.options import build_config
 from ganforge.train import Trainer
-from ganforge.train import checkpoint as ck
 
 
 def _cfg(tiny, *extra):
@@ -80,7 +80,7 @@ def test_killed_checkpoint_write_leaves_previous_loadable(tmp_path, tiny):
     run = tmp_path / "run"
     code = textwrap.dedent(f"""
         import os, torch
-        from ganforge.config import build_config
+        from ganforge.options import build_config
         from ganforge.train import Trainer
         cfg = build_config("dcgan", {tiny!r} + ["max_steps=4"])
         real_save = torch.save

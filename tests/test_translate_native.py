@@ -9,12 +9,13 @@ from PIL import Image
 from test_sr_native import _photo
 
 from ganforge.cli import main
-from ganforge.config import Config, build_config
+from ganforge.config import Config
 from ganforge.data.pairs import edges, luma
 from ganforge.data.patches import load_patches
 from ganforge.errors import GanforgeError
-from ganforge.nets.img2img import UNetGenerator, padded_call, tiled_translate
-from ganforge.recipes.img2img import Pix2PixRecipe, unet_depth
+from ganforge.nets.img2img import UNetGenerator, padded_call, tiled_translate, unet_depth
+from ganforge.options import build_config
+from ganforge.recipes.img2img import Pix2PixRecipe
 from ganforge.train.batches import PatchBatches
 
 SIZES = {"a.png": (70, 50), "b.png": (64, 90), "c.jpg": (100, 60), "d.png": (48, 48)}

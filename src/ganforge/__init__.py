@@ -13,8 +13,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .config import Config, build_config
+from .config import Config
 from .errors import GanforgeError
+from .options import build_config
 
 if TYPE_CHECKING:
     from . import train

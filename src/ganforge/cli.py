@@ -88,16 +88,8 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
     OVERRIDES are config keys as key=value (e.g. lr_g=1e-4 loss=minimax); --dry-run lists
     every key with its meaning.
     """
-    from .config import (
-        RESUMABLE,
-        Config,
-        apply_overrides,
-        as_dict,
-        build_config,
-        describe,
-        resolve_key,
-        validate,
-    )
+    from .config import RESUMABLE, Config, apply_overrides, as_dict, describe, resolve_key, validate
+    from .options import build_config
 
     if fastest:
         from .utils import pick_device
@@ -363,8 +355,8 @@ def _parse_layers(text: str) -> list[int]:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def info(run: Path, as_json: bool) -> None:
     """Config, steps, images seen and last losses of a run."""
+    from . import checkpoint as ck
     from .config import Config
-    from .train import checkpoint as ck
 
     run = Path(run)
     if not run.is_dir():
@@ -481,7 +473,8 @@ def evaluate(run: Path | None, data: str | None, metrics: str, n: int, features:
              resolution: int | None, checkpoint: str | None, seed: int, device: str) -> None:
     """Score a run (FID, KID, IS, precision/recall, density/coverage, classes; mode coverage
     for 2-D data) and write RUN/eval.json; or compare two image folders with --real/--fake."""
-    from .metrics.evaluate import evaluate_folders, evaluate_run, finite_json
+    from .evaluate import evaluate_folders, evaluate_run
+    from .metrics.evaluate import finite_json
     from .utils import atomic_write_text
 
     def say(msg: str) -> None:

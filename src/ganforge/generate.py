@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
+from . import checkpoint as ck
 from .config import Config
 from .errors import GanforgeError
 from .nets import build_nets
-from .train import checkpoint as ck
 from .utils import make_grid, pick_device, to_pil, to_uint8
 
 
@@ -317,22 +317,33 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return torch.where(so.abs() < 1e-6, lerp, sl)
 
 
+def _open_run(run: Path, checkpoint: str | Path | None, nets: tuple[str, ...] = ()
+              ) -> tuple[Config, Path]:
+    """The run's config (its names checked) and the checkpoint folder to load: ``checkpoint``
+    (a ``step_*`` folder or ``best``, in the run or a path) or the latest."""
+    from .options import check_names
+
+    if not run.is_dir():
+        raise GanforgeError(f"run folder {run} does not exist: pass the --out folder of a run")
+    cfg = Config.load(run / "config.json")
+    check_names(cfg)
+    path = Path(checkpoint) if checkpoint else ck.find_checkpoint(run)
+    if not path.is_absolute() and not path.exists():
+        path = ck.ckpt_dir(run) / path
+    if not ck.is_complete(path, nets):
+        raise GanforgeError(f"{path} is not a complete checkpoint of {run}")
+    return cfg, path
+
+
 def load(run: str | Path, device: str = "auto", checkpoint: str | Path | None = None
          ) -> TrainedGAN | Translator:
     """Load a run for use: a :class:`TrainedGAN` (sampling) for noise-to-image runs, a
     :class:`Translator` for image-to-image ones. ``checkpoint`` picks a ``step_*`` folder
     (or ``best``)."""
     run = Path(run)
-    cfg = Config.load(run / "config.json") if run.is_dir() else None
-    if cfg is None:
-        raise GanforgeError(f"run folder {run} does not exist: pass the --out folder of a run")
-    if cfg.data.task != "none":
+    if run.is_dir() and Config.load(run / "config.json").data.task != "none":
         return load_translator(run, device, checkpoint)
-    path = Path(checkpoint) if checkpoint else ck.find_checkpoint(run)
-    if not path.is_absolute() and not path.exists():
-        path = ck.ckpt_dir(run) / path
-    if not ck.is_complete(path, ("G",)):
-        raise GanforgeError(f"{path} is not a complete checkpoint of {run}")
+    cfg, path = _open_run(run, checkpoint, ("G",))
     dev = pick_device(device)
     G, _ = build_nets(cfg.model)
     ck.load_net(G, path, "G_ema" if (path / "G_ema.safetensors").is_file() else "G")
@@ -357,15 +368,28 @@ class Translator:
     back, so images of any size work. ``upscale(x, tile)`` is the super-resolution form, tiled
     with overlap for big images."""
 
-    def __init__(self, cfg: Config, recipe, device: torch.device, step: int, checkpoint: Path):
+    def __init__(self, cfg: Config, generators: dict[str, torch.nn.Module],
+                 device: torch.device, step: int, checkpoint: Path):
         self.cfg = cfg
-        self.recipe = recipe
+        self.generators = generators  # {"G"}, or {"G", "F"} for CycleGAN
+        self.G, self.F = generators["G"], generators.get("F")
         self.device = device
         self.step = step
         self.checkpoint = checkpoint
         self.kind = cfg.train.recipe  # pix2pix, cyclegan or srgan
-        for net in recipe.nets().values():
+        self.scale = cfg.data.scale if self.kind == "srgan" else 1
+        for net in generators.values():
             net.eval()
+
+    def nets(self) -> dict[str, torch.nn.Module]:
+        return dict(self.generators)
+
+    def lowres(self, hr: torch.Tensor, generator: torch.Generator | None = None
+               ) -> torch.Tensor:
+        """SR runs: the low-resolution side of ``hr`` as the run made it in training."""
+        from .data.pairs import lowres
+
+        return lowres(hr, self.scale, self.cfg.train.degrade, generator)
 
     @property
     def in_channels(self) -> int:
@@ -379,11 +403,11 @@ class Translator:
         if self.kind == "cyclegan":
             if direction not in ("AtoB", "BtoA"):
                 raise GanforgeError(f"--direction {direction!r}: use AtoB or BtoA")
-            return self.recipe.G if direction == "AtoB" else self.recipe.F
+            return self.G if direction == "AtoB" else self.F
         if direction != "AtoB":
             raise GanforgeError(f"a {self.kind} run translates one way only: drop --direction "
                                 f"(CycleGAN runs translate both ways)")
-        return self.recipe.G
+        return self.G
 
     def channels_for(self, direction: str = "AtoB") -> tuple[int, int]:
         """(input channels, output channels) of a direction."""
@@ -428,33 +452,20 @@ class Translator:
 
 def load_translator(run: str | Path, device: str = "auto",
                     checkpoint: str | Path | None = None) -> Translator:
-    from .recipes import RECIPES
+    from .nets.img2img import build_generators
 
     run = Path(run)
-    cfg = Config.load(run / "config.json") if run.is_dir() else None
-    if cfg is None:
-        raise GanforgeError(f"run folder {run} does not exist: pass the --out folder of a run")
-    if cfg.data.task == "none":
+    if run.is_dir() and (cfg := Config.load(run / "config.json")).data.task == "none":
         raise GanforgeError(f"{run} is a {cfg.preset} run that generates from noise: use "
                             f"`ganforge sample` (translate/upscale need a pix2pix, cyclegan or "
                             f"srgan run)")
-    path = Path(checkpoint) if checkpoint else ck.find_checkpoint(run)
-    if not path.is_absolute() and not path.exists():
-        path = ck.ckpt_dir(run) / path
-    if not ck.is_complete(path):
-        raise GanforgeError(f"{path} is not a complete checkpoint of {run}")
+    cfg, path = _open_run(run, checkpoint)
     dev = pick_device(device)
-    import copy
-
-    build_cfg = copy.deepcopy(cfg)
-    build_cfg.train.content = "pixel"  # the VGG of the content loss is not needed to run G
-    recipe = RECIPES[cfg.train.recipe](build_cfg)
-    for name, net in recipe.nets().items():
-        if name.startswith("D"):
-            continue  # discriminators are not needed to translate
+    gens = build_generators(cfg)  # the generators only: no discriminator, no VGG
+    for name, net in gens.items():
         # the generator EMA (ema > 0) is what a run samples with, as for noise-to-image runs
         ema = name == "G" and (path / "G_ema.safetensors").is_file()
         ck.load_net(net, path, "G_ema" if ema else name)
         net.to(dev)
     step = int(ck.load_state(path).get("step", 0))
-    return Translator(cfg, recipe, dev, step, path)
+    return Translator(cfg, gens, dev, step, path)

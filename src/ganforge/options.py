@@ -13,9 +13,53 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import fields
+from typing import Any
 
-from .config import DERIVED, Config, DataConfig, ModelConfig, TrainConfig
+from .config import DERIVED, Config, DataConfig, ModelConfig, TrainConfig, preset_config
 from .errors import GanforgeError
+
+
+def build_config(preset: str = "dcgan", overrides: dict[str, Any] | list[str] | None = None
+                 ) -> Config:
+    """Defaults, then the preset, then the user's overrides (``{"lr_g": 1e-4}`` or
+    ``["lr_g=1e-4"]``); checked: values, names, and no key the run does not read."""
+    cfg, given = preset_config(preset, overrides)
+    check_config(cfg, sorted(given | set(set_keys(cfg))))
+    return cfg
+
+
+def check_config(cfg: Config, keys: Iterable[str] | None = None) -> None:
+    """The checks a config needs beyond its values (:func:`ganforge.config.validate`): the
+    names of its net family, recipe and loss, then :func:`check_read` of ``keys``."""
+    check_names(cfg)
+    check_read(cfg, keys)
+
+
+def check_names(cfg: Config) -> None:
+    """``arch``, ``recipe``, ``loss`` and ``diffaug`` name things that exist, and the recipe
+    fits the kind of data (``task``)."""
+    from .augment import POLICIES
+    from .losses import LOSSES
+    from .nets import NETS
+    from .recipes import RECIPES
+
+    m, t = cfg.model, cfg.train
+    if t.recipe not in RECIPES:
+        raise GanforgeError(f"unknown recipe '{t.recipe}': use one of "
+                            f"{', '.join(sorted(RECIPES))}")
+    img2img = getattr(RECIPES[t.recipe], "img2img", False)
+    if img2img != (cfg.data.task != "none"):
+        raise GanforgeError(
+            f"recipe={t.recipe} needs {'image pairs: set task=...' if img2img else 'task=none'}"
+            " (use --preset pix2pix, cyclegan or srgan for image-to-image)")
+    if not (m.arch in NETS or (img2img and m.arch == t.recipe)):
+        raise GanforgeError(f"unknown arch '{m.arch}': use one of {', '.join(sorted(NETS))}")
+    if t.loss not in LOSSES:
+        raise GanforgeError(f"unknown loss '{t.loss}': use one of {', '.join(sorted(LOSSES))}")
+    bad = [p for p in filter(None, t.diffaug.split(",")) if p.strip() not in POLICIES]
+    if bad:
+        raise GanforgeError(f"unknown diffaug policy {bad[0]!r}: use any of "
+                            f"{','.join(POLICIES)}")
 
 # train keys every run reads: the loop, its optimiser schedule, its stop rules, its outputs
 COMMON_TRAIN = (
@@ -206,5 +250,5 @@ def check_eval_metric(cfg: Config) -> None:
 
 
 __all__ = ["COMMON_TRAIN", "IMAGE_METRICS", "NEEDS", "PAIRED_METRICS", "VECTOR_METRICS",
-           "check_conditioning", "check_eval_metric", "check_read", "model_options", "set_keys",
-           "train_options"]
+           "build_config", "check_conditioning", "check_config", "check_eval_metric",
+           "check_names", "check_read", "model_options", "set_keys", "train_options"]

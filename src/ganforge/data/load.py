@@ -13,14 +13,12 @@ import torch
 
 from ganforge.errors import GanforgeError
 
+from .base import ArraySource, FileSource, Source
 from .cache import CacheEntry, CacheWriter, cache_key, load_entry, memory_limit
 from .dataset import ImageDataset, ganforge_home
 from .images import decode_image, describe_error, is_grayish, resize_batch
 from .sources import (
     EXTENSIONS_TEXT,
-    ArraySource,
-    FileSource,
-    Source,
     known_side,
     open_source,
     source_side,

@@ -50,13 +50,12 @@ from PIL import Image, ImageOps
 
 from ganforge.errors import GanforgeError
 
+from .base import ArraySource, FileSource
 from .dataset import ImageDataset, ganforge_home
 from .images import _open, decode_image, is_grayish, to_8bit
 from .load import _attempt, _check_args, _skip_line, load_dataset
 from .sources import (
     BUILTIN_NAMES,
-    ArraySource,
-    FileSource,
     folder_source,
     open_source,
 )
@@ -191,6 +190,23 @@ def downsample(x: torch.Tensor, scale: int) -> torch.Tensor:
     y = F.interpolate(x.float(), size=(h // scale, w // scale), mode="bicubic",
                       align_corners=False, antialias=True)
     return y.clamp_(-1.0, 1.0).to(x.dtype)
+
+
+def lowres(hr: torch.Tensor, scale: int, degrade: str = "none",
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """The low-resolution side of high-resolution ``hr`` [N, C, H, W] in [-1, 1]: the
+    antialiased bicubic :func:`downsample`, or with ``degrade="realesrgan"`` Real-ESRGAN's
+    random degradations drawn from ``generator`` (a fixed one when None, so held-out scores
+    are repeatable)."""
+    if degrade == "realesrgan":
+        from .degrade import realesrgan
+
+        if generator is None or generator.device.type != "cpu":
+            seed = 0 if generator is None else int(torch.randint(
+                0, 2**62, (), generator=generator, device=generator.device))
+            generator = torch.Generator().manual_seed(seed)
+        return realesrgan(hr, scale, generator)
+    return downsample(hr, scale)
 
 
 def luma(images: torch.Tensor) -> torch.Tensor:
@@ -613,4 +629,4 @@ def _keys(src: FileSource) -> dict[str, int]:
 
 
 __all__ = ["DIRECTIONS", "TASKS", "PairedDataset", "UnpairedDataset",
-           "downsample", "edges", "load_pairs", "luma"]
+           "downsample", "edges", "load_pairs", "lowres", "luma"]

@@ -32,10 +32,11 @@ from PIL import ImageOps
 
 from ganforge.errors import GanforgeError
 
+from .base import ArraySource, FileSource
 from .dataset import ganforge_home
 from .images import _open, is_grayish, to_8bit
 from .load import _attempt, _skip_line
-from .sources import ArraySource, FileSource, open_source
+from .sources import open_source
 
 Log = Callable[[str], None]
 

@@ -24,14 +24,14 @@ import os
 import threading
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from ganforge.errors import GanforgeError
 
-from .images import IMAGE_EXTENSIONS, ImageSource, is_image_name
+from .base import ArraySource, FileSource, Source
+from .images import IMAGE_EXTENSIONS, is_image_name
 
 TORCHVISION_NAMES = ("mnist", "fashion-mnist", "cifar10", "svhn", "celeba")
 BUILTIN_NAMES = ("digits", *TORCHVISION_NAMES)
@@ -43,33 +43,6 @@ ACCEPTED = (
 EXTENSIONS_TEXT = ", ".join(IMAGE_EXTENSIONS)
 
 
-@dataclass
-class FileSource:
-    """Encoded images: ``read(i)`` gives a path or the bytes of item ``i``."""
-
-    name: str
-    where: str  # for messages: the folder or zip
-    names: list[str]  # display names, relative to ``where``
-    read: Callable[[int], ImageSource]
-    labels: list[int] | None
-    class_names: list[str]
-    fingerprint: Callable[[], object]
-    default_channels: int | None = None  # skip probing when the source is known colour
-    close: Callable[[], None] = field(default=lambda: None)
-
-
-@dataclass
-class ArraySource:
-    """Images already decoded: uint8 ``[N, C, h, w]`` (a view is fine)."""
-
-    name: str
-    images: np.ndarray
-    labels: np.ndarray | None
-    class_names: list[str]
-    fingerprint: Callable[[], object]
-
-
-Source = FileSource | ArraySource
 
 
 def open_source(spec: str | os.PathLike, home: Path, log: Callable[[str], None]) -> Source:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ganforge.errors import GanforgeError
 
-from .sources import ArraySource, FileSource, Source
+from .base import ArraySource, FileSource, Source
 
 _MNIST_FILES = "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, " \
     "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz"

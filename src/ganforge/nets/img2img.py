@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import Config
 from ..errors import GanforgeError
 
 NORMS = ("batch", "instance")
@@ -452,6 +453,42 @@ _VGG19_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 
                                      512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def unet_depth(side: int) -> int:
+    """Downsamplings of a U-Net for images of ``side`` pixels: log2(side) for a power of two
+    (down to 1x1), else the most that divide it."""
+    depth = 0
+    while side % 2 ** (depth + 1) == 0 and 2 ** (depth + 1) <= side:
+        depth += 1
+    return depth
+
+
+def build_generators(cfg: Config) -> dict[str, nn.Module]:
+    """The generators of an image-to-image run, from its config (shape filled in): ``{"G"}``
+    for pix2pix (U-Net) and srgan (SRResNet), ``{"G", "F"}`` (A -> B, B -> A) for cyclegan.
+    What the recipes train and what a trained run translates with (no discriminators)."""
+    m, kind = cfg.model, cfg.train.recipe
+    if kind == "pix2pix":
+        depth = m.unet_depth or unet_depth(m.resolution)
+        if m.resolution % 2**depth:
+            raise GanforgeError(f"unet_depth={depth} needs images (or crops) whose side is a "
+                                f"multiple of {2**depth}, not {m.resolution}: lower unet_depth "
+                                f"or set it to 0 (picked from the side)")
+        output = m.g_output
+        if output == "auto":
+            output = "chroma" if cfg.data.task == "gray2color" else "rgb"
+        return {"G": UNetGenerator(m.in_channels, m.channels, depth, base=m.g_base,
+                                   dropout=m.dropout, norm=m.norm, output=output)}
+    if kind == "cyclegan":
+        ca, cb = m.in_channels, m.channels
+        return {"G": ResnetGenerator(ca, cb, base=m.g_base, n_blocks=m.n_blocks, norm=m.norm),
+                "F": ResnetGenerator(cb, ca, base=m.g_base, n_blocks=m.n_blocks, norm=m.norm)}
+    if kind == "srgan":
+        return {"G": SRResNet(m.channels, scale=cfg.data.scale, n_blocks=m.n_blocks,
+                              n_feats=m.g_base, skip=m.sr_skip, norm=m.norm,
+                              upsample=m.sr_upsample)}
+    raise GanforgeError(f"recipe={kind} is not an image-to-image recipe")
 
 
 def _vgg19_layers() -> list[tuple[str, nn.Module]]:

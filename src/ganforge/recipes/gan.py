@@ -30,6 +30,7 @@ from ..regularizers import (
     r1_penalty,
 )
 from ..schedules import interpolate
+from .base import Phase
 
 
 def real_of(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -106,8 +107,6 @@ class GANRecipe:
                 "G": torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=betas, fused=fused)}
 
     def phases(self) -> list:
-        from . import Phase
-
         t = self.cfg.train
         after = (lambda: clip_weights(self.D, t.clip)) if t.clip > 0 else None
         phases = [

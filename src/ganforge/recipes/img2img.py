@@ -24,7 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
+from ..data.pairs import lowres
 from ..losses import LOSSES
+from .base import Phase
 
 
 def _to_channels(x: torch.Tensor, c: int) -> torch.Tensor:
@@ -43,15 +45,6 @@ def _g_and_d(G: nn.Module, D: nn.Module, t) -> dict[str, torch.optim.Optimizer]:
     return {"D": _adam(D.parameters(), t.lr_d, t), "G": _adam(G.parameters(), t.lr_g, t)}
 
 
-def unet_depth(side: int) -> int:
-    """Downsamplings of a U-Net for images of ``side`` pixels: log2(side) for a power of two
-    (down to 1x1), else the most that divide it."""
-    depth = 0
-    while side % 2 ** (depth + 1) == 0 and 2 ** (depth + 1) <= side:
-        depth += 1
-    return depth
-
-
 class Pix2PixRecipe:
     img2img = True
     kind = "paired"  # batches {"source", "target"}
@@ -60,22 +53,11 @@ class Pix2PixRecipe:
     MODEL_OPTIONS = ("g_base", "d_base", "d_layers", "dropout", "unet_depth", "g_output", "norm")
 
     def __init__(self, cfg: Config):
-        from ..nets.img2img import PatchDiscriminator, UNetGenerator
+        from ..nets.img2img import PatchDiscriminator, build_generators
 
         m = cfg.model
         self.cfg = cfg
-        depth = m.unet_depth or unet_depth(m.resolution)
-        if m.resolution % 2**depth:
-            from ..errors import GanforgeError
-
-            raise GanforgeError(f"unet_depth={depth} needs images (or crops) whose side is a "
-                                f"multiple of {2**depth}, not {m.resolution}: lower unet_depth "
-                                f"or set it to 0 (picked from the side)")
-        output = m.g_output
-        if output == "auto":
-            output = "chroma" if cfg.data.task == "gray2color" else "rgb"
-        self.G = UNetGenerator(m.in_channels, m.channels, depth, base=m.g_base,
-                               dropout=m.dropout, norm=m.norm, output=output)
+        self.G = build_generators(cfg)["G"]
         self.D = PatchDiscriminator(m.in_channels + m.channels, base=m.d_base,
                                     n_layers=m.d_layers, norm=m.norm)
         self.loss = LOSSES[cfg.train.loss]
@@ -88,8 +70,6 @@ class Pix2PixRecipe:
         return _g_and_d(self.G, self.D, self.cfg.train)
 
     def phases(self) -> list:
-        from . import Phase
-
         return [Phase("D", opt="D", fn=self.d_step, trainable=("D", "G"), fresh_batch=True),
                 Phase("G", opt="G", fn=self.g_step, trainable=("G",))]
 
@@ -168,13 +148,13 @@ class CycleGANRecipe:
     MODEL_OPTIONS = ("g_base", "d_base", "n_blocks", "d_layers", "norm")
 
     def __init__(self, cfg: Config):
-        from ..nets.img2img import PatchDiscriminator, ResnetGenerator
+        from ..nets.img2img import PatchDiscriminator, build_generators
 
         m = cfg.model
         self.cfg = cfg
         ca, cb = m.in_channels, m.channels
-        self.G = ResnetGenerator(ca, cb, base=m.g_base, n_blocks=m.n_blocks, norm=m.norm)
-        self.F = ResnetGenerator(cb, ca, base=m.g_base, n_blocks=m.n_blocks, norm=m.norm)
+        gens = build_generators(cfg)
+        self.G, self.F = gens["G"], gens["F"]
         self.D_A = PatchDiscriminator(ca, base=m.d_base, n_layers=m.d_layers, norm=m.norm)
         self.D_B = PatchDiscriminator(cb, base=m.d_base, n_layers=m.d_layers, norm=m.norm)
         self.loss = LOSSES[cfg.train.loss]
@@ -191,8 +171,6 @@ class CycleGANRecipe:
                 "D": _adam([*self.D_A.parameters(), *self.D_B.parameters()], t.lr_d, t)}
 
     def phases(self) -> list:
-        from . import Phase
-
         return [Phase("G", opt="G", fn=self.g_step, trainable=("G", "F"), fresh_batch=True),
                 Phase("D", opt="D", fn=self.d_step, trainable=("D_A", "D_B"))]
 
@@ -255,13 +233,12 @@ class SRGANRecipe:
     MODEL_OPTIONS = ("g_base", "d_base", "n_blocks", "norm", "sr_skip", "sr_upsample")
 
     def __init__(self, cfg: Config):
-        from ..nets.img2img import SRGANDiscriminator, SRResNet
+        from ..nets.img2img import SRGANDiscriminator, build_generators
 
         m = cfg.model
         self.cfg = cfg
         self.scale = cfg.data.scale
-        self.G = SRResNet(m.channels, scale=self.scale, n_blocks=m.n_blocks, n_feats=m.g_base,
-                          skip=m.sr_skip, norm=m.norm, upsample=m.sr_upsample)
+        self.G = build_generators(cfg)["G"]
         self.D = SRGANDiscriminator(m.channels, base=m.d_base)
         self.loss = LOSSES[cfg.train.loss]
         self.notes: list[str] = []
@@ -289,8 +266,6 @@ class SRGANRecipe:
         return _g_and_d(self.G, self.D, self.cfg.train)
 
     def phases(self) -> list:
-        from . import Phase
-
         warming = self.warming
         return [
             Phase("SRResNet", opt="G", fn=self.pixel_step, trainable=("G",), fresh_batch=True,
@@ -332,20 +307,9 @@ class SRGANRecipe:
 
     def lowres(self, hr: torch.Tensor, generator: torch.Generator | None = None
                ) -> torch.Tensor:
-        """The low-resolution side of high-resolution ``hr``: the antialiased bicubic
-        downsample, or with ``degrade=realesrgan`` Real-ESRGAN's random degradations drawn
-        from ``generator`` (a fixed one when None, so held-out scores are repeatable)."""
-        from ..data.pairs import downsample
-
-        if self.cfg.train.degrade == "realesrgan":
-            from ..data.degrade import realesrgan
-
-            if generator is None or generator.device.type != "cpu":
-                seed = 0 if generator is None else int(torch.randint(
-                    0, 2**62, (), generator=generator, device=generator.device))
-                generator = torch.Generator().manual_seed(seed)
-            return realesrgan(hr, self.scale, generator)
-        return downsample(hr, self.scale)
+        """The low-resolution side of high-resolution ``hr`` (:func:`ganforge.data.pairs.lowres`
+        with the run's ``degrade``)."""
+        return lowres(hr, self.scale, self.cfg.train.degrade, generator)
 
     def translate(self, source: torch.Tensor) -> torch.Tensor:
         return self.G(source)

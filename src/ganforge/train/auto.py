@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config, apply_overrides, as_dict, build_config, resolve_key
+from ..config import Config, apply_overrides, as_dict, resolve_key
 from ..errors import GanforgeError
+from ..options import build_config
 
 # image-to-image tasks -> the preset built for them
 BY_TASK = {"aligned": "pix2pix", "folders": "pix2pix", "edges2image": "pix2pix",

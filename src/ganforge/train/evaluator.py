@@ -192,7 +192,7 @@ def heldout_metrics(recipe, data, device: torch.device, n: int | None = None,
         src = data.test_source if len(data.test_source) else data.source
         tgt = data.test_target if len(data.test_target) else data.target
         src, tgt = src[:n], tgt[:n]
-        sr = hasattr(recipe, "lowres")
+        sr = getattr(recipe, "scale", 1) > 1  # super-resolution: the sources are made here
         outs, base = [], []
         for i in range(0, len(tgt), batch_size):
             t = tgt[i:i + batch_size].to(device).float() / 127.5 - 1

@@ -22,14 +22,14 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from .. import checkpoint as ck
 from ..config import RESUMABLE, Config, parse_duration, resume_changes
 from ..errors import GanforgeError
 from ..nets import build_nets
-from ..options import check_read
+from ..options import check_config, check_names
 from ..recipes import RECIPES
 from ..schedules import interpolate
 from ..utils import atomic_write_text, format_duration, make_grid, pick_device, save_png, to_uint8
-from . import checkpoint as ck
 from . import dist, memory
 from .batches import (
     Batches,
@@ -124,8 +124,9 @@ class Trainer:
                                 f"--resume {self.run} or choose another --out")
         if resume:
             self._check_resume()
-        else:
-            check_read(cfg)  # an option this run does not read (build_config checks it too)
+            check_names(cfg)
+        else:  # names, and options this run does not read (build_config checks them too)
+            check_config(cfg)
         self.data = data if data is not None else load_data(cfg, log=self._note)
         self.vector = hasattr(self.data, "dim")
         self.img2img = is_pairs(self.data)

@@ -25,8 +25,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import GanforgeError
-from ..utils import atomic_write_text
+from .errors import GanforgeError
+from .utils import atomic_write_text
 
 STATE_FILE = "state.pt"
 
