@@ -118,3 +118,18 @@ def test_no_import_circle_between_files():
 def test_the_checks_can_fail():
     assert layer("ganforge.config") < layer("ganforge.nets.dcgan")
     assert layer("ganforge.train.loop") > layer("ganforge.checkpoint")
+
+
+def test_the_training_loop_does_not_branch_on_the_kind_of_data_or_the_recipe():
+    """train/loop.py drives every recipe through the one contract (recipes/base.py): no test
+    of the data's kind, no ``hasattr`` of the recipe."""
+    tree = ast.parse((SRC / "train" / "loop.py").read_text())
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "hasattr":
+            bad.append(f"line {node.lineno}: hasattr({ast.unparse(node.args[0])}, ...)")
+        if isinstance(node, ast.Name) and node.id in ("is_pairs", "is_patches"):
+            bad.append(f"line {node.lineno}: {node.id}")
+        if isinstance(node, ast.Attribute) and node.attr in ("img2img", "vector"):
+            bad.append(f"line {node.lineno}: .{node.attr}")
+    assert not bad, bad

@@ -20,6 +20,7 @@ from ..ada import AdaController, ada_augment
 from ..augment import diff_augment
 from ..config import Config
 from ..losses import LOSSES, PROBABILISTIC
+from ..nets import VECTOR_ARCHS, build_nets
 from ..regularizers import (
     clip_weights,
     grad_norm2,
@@ -30,7 +31,7 @@ from ..regularizers import (
     r1_penalty,
 )
 from ..schedules import interpolate
-from .base import Phase
+from .base import Phase, Recipe
 
 
 def real_of(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -38,7 +39,12 @@ def real_of(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return batch["image"] if "image" in batch else batch["vector"]
 
 
-class GANRecipe:
+class GANRecipe(Recipe):
+    """Noise -> samples: the GAN family (DCGAN, WGAN(-GP), SNGAN, StyleGAN2, BigGAN, R3GAN,
+    the MLPs of vector data): ``G`` and ``D`` from :func:`ganforge.nets.build_nets` unless
+    given."""
+
+    health_checks = True
     # the TrainConfig keys read beyond ganforge.options.COMMON_TRAIN
     OPTIONS = ("ema", "ema_end", "ema_warmup", "optimizer", "n_critic", "clip", "gp", "r1", "r2",
                "r1_every", "gamma_end", "lecam", "diffaug", "aux_weight", "ada_target", "ada_p",
@@ -46,9 +52,12 @@ class GANRecipe:
                "pl_every", "pl_decay", "pl_batch_shrink", "ortho", "topk", "topk_decay",
                "health_every", "eval_features")
 
-    def __init__(self, cfg: Config, G: nn.Module, D: nn.Module):
-        self.cfg = cfg
+    def __init__(self, cfg: Config, G: nn.Module | None = None, D: nn.Module | None = None):
+        super().__init__(cfg)
+        if G is None or D is None:
+            G, D = build_nets(cfg.model)
         self.G, self.D = G, D
+        self.vector = cfg.model.arch in VECTOR_ARCHS  # samples are vectors, not images
         self.loss = LOSSES[cfg.train.loss]
         self.probabilistic = cfg.train.loss in PROBABILISTIC
         self.num_classes = cfg.model.num_classes
@@ -93,6 +102,33 @@ class GANRecipe:
 
     def nets(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D}
+
+    def preview_inputs(self, batches, generator: torch.Generator, device: torch.device
+                       ) -> dict[str, torch.Tensor | None]:
+        """A fixed z (and labels) for the grids: 64 samples, one row of 8 per class for up to
+        16 classes; 2,500 points for the scatter plots of vector data."""
+        k = self.cfg.model.num_classes
+        n = 2500 if self.vector else (8 * k if 0 < k <= 16 else 64)
+        z = torch.randn(n, self.cfg.model.latent_dim, generator=generator).to(device)
+        return {"z": z, "c": ((torch.arange(n) // 8) % k).to(device) if k else None}
+
+    def preview(self, G: nn.Module, fixed: dict) -> torch.Tensor:
+        return G(fixed["z"], fixed["c"])
+
+    def standing_inputs(self, n: int, generator: torch.Generator, device: torch.device
+                        ) -> tuple:
+        k = self.num_classes
+        z = torch.randn(n, self.cfg.model.latent_dim, generator=generator, device=device)
+        c = torch.randint(0, k, (n,), generator=generator, device=device) if k else None
+        return z, c
+
+    def compile_probe(self, device: torch.device):
+        if self.vector:
+            return None  # compile is for the image nets for now
+        m = self.cfg.model
+        z = torch.randn(2, m.latent_dim, device=device)
+        c = torch.zeros(2, dtype=torch.long, device=device) if m.num_classes else None
+        return lambda: self.D(self.G(z, c), c).float().sum()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         t = self.cfg.train

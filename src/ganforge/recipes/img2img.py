@@ -26,7 +26,7 @@ from torch import nn
 from ..config import Config
 from ..data.pairs import lowres
 from ..losses import LOSSES
-from .base import Phase
+from .base import Phase, Recipe
 
 
 def _to_channels(x: torch.Tensor, c: int) -> torch.Tensor:
@@ -45,7 +45,7 @@ def _g_and_d(G: nn.Module, D: nn.Module, t) -> dict[str, torch.optim.Optimizer]:
     return {"D": _adam(D.parameters(), t.lr_d, t), "G": _adam(G.parameters(), t.lr_g, t)}
 
 
-class Pix2PixRecipe:
+class Pix2PixRecipe(Recipe):
     img2img = True
     kind = "paired"  # batches {"source", "target"}
     # the keys read: TrainConfig beyond ganforge.options.COMMON_TRAIN, and ModelConfig
@@ -55,13 +55,12 @@ class Pix2PixRecipe:
     def __init__(self, cfg: Config):
         from ..nets.img2img import PatchDiscriminator, build_generators
 
+        super().__init__(cfg)
         m = cfg.model
-        self.cfg = cfg
         self.G = build_generators(cfg)["G"]
         self.D = PatchDiscriminator(m.in_channels + m.channels, base=m.d_base,
                                     n_layers=m.d_layers, norm=m.norm)
         self.loss = LOSSES[cfg.train.loss]
-        self.notes: list[str] = []
 
     def nets(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D}
@@ -98,10 +97,10 @@ class Pix2PixRecipe:
                 "L1": l1.detach()}
 
     @torch.no_grad()
-    def preview(self, fixed: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Rows: 8 sources, their translations, the targets."""
+    def preview(self, G: nn.Module, fixed: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Rows: 8 sources, their translations by ``G``, the targets."""
         src, tgt = fixed["source"], fixed["target"]
-        out = self.translate(src)
+        out = G(src)
         c = tgt.shape[1]
         return torch.cat([_to_channels(src, c), out, tgt])
 
@@ -139,7 +138,7 @@ class ImagePool:
         self.images = [x.to(device) for x in t] if t is not None else []
 
 
-class CycleGANRecipe:
+class CycleGANRecipe(Recipe):
     img2img = True
     kind = "unpaired"  # batches {"a", "b"}
     # the keys read: TrainConfig beyond ganforge.options.COMMON_TRAIN (no EMA: its two
@@ -150,8 +149,8 @@ class CycleGANRecipe:
     def __init__(self, cfg: Config):
         from ..nets.img2img import PatchDiscriminator, build_generators
 
+        super().__init__(cfg)
         m = cfg.model
-        self.cfg = cfg
         ca, cb = m.in_channels, m.channels
         gens = build_generators(cfg)
         self.G, self.F = gens["G"], gens["F"]
@@ -160,7 +159,6 @@ class CycleGANRecipe:
         self.loss = LOSSES[cfg.train.loss]
         self.pool_a = ImagePool(cfg.train.pool_size)
         self.pool_b = ImagePool(cfg.train.pool_size)
-        self.notes: list[str] = []
 
     def nets(self) -> dict[str, nn.Module]:
         return {"G": self.G, "F": self.F, "D_A": self.D_A, "D_B": self.D_B}
@@ -215,16 +213,16 @@ class CycleGANRecipe:
         self.pool_b.load(st.get("pool_b"), device)
 
     @torch.no_grad()
-    def preview(self, fixed: dict[str, torch.Tensor]) -> torch.Tensor:
+    def preview(self, G: nn.Module, fixed: dict[str, torch.Tensor]) -> torch.Tensor:
         """Rows: A, G(A), F(G(A)) (the cycle), B, F(B)."""
         a, b = fixed["a"], fixed["b"]
-        fake_b = self.G(a)
+        fake_b = G(a)
         c = b.shape[1]
         return torch.cat([_to_channels(a, c), fake_b, _to_channels(self.F(fake_b), c), b,
                           _to_channels(self.F(b), c)])
 
 
-class SRGANRecipe:
+class SRGANRecipe(Recipe):
     img2img = True
     kind = "paired"  # batches {"source", "target"}; sources remade from target crops
     # the keys read: TrainConfig beyond ganforge.options.COMMON_TRAIN, and ModelConfig
@@ -235,13 +233,12 @@ class SRGANRecipe:
     def __init__(self, cfg: Config):
         from ..nets.img2img import SRGANDiscriminator, build_generators
 
+        super().__init__(cfg)
         m = cfg.model
-        self.cfg = cfg
         self.scale = cfg.data.scale
         self.G = build_generators(cfg)["G"]
         self.D = SRGANDiscriminator(m.channels, base=m.d_base)
         self.loss = LOSSES[cfg.train.loss]
-        self.notes: list[str] = []
         self.warm_end: int | None = None  # step at which warmup_patience ended the warm-up
         self.stale = 0  # evaluations since the last best, during the warm-up
         self.vgg = None
@@ -259,6 +256,7 @@ class SRGANRecipe:
         return {"G": self.G, "D": self.D}
 
     def to(self, device: torch.device) -> None:
+        super().to(device)
         if self.vgg is not None:
             self.vgg.to(device)
 
@@ -361,9 +359,9 @@ class SRGANRecipe:
                 "G_adv": adv.detach()}
 
     @torch.no_grad()
-    def preview(self, fixed: dict[str, torch.Tensor]) -> torch.Tensor:
+    def preview(self, G: nn.Module, fixed: dict[str, torch.Tensor]) -> torch.Tensor:
         """Rows: bicubic-upsampled input, super-resolved output, the high-resolution target."""
         hr = fixed["target"]
         lr = self.lowres(hr)
         up = F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False)
-        return torch.cat([up.clamp(-1, 1), self.G(lr).clamp(-1, 1), hr])
+        return torch.cat([up.clamp(-1, 1), G(lr).clamp(-1, 1), hr])

@@ -287,3 +287,88 @@ def _turn(p: torch.Tensor, f: int) -> torch.Tensor:
     if f & 4:
         p = p.transpose(-1, -2)
     return p
+
+
+def fill_model_shape(cfg: Config, data) -> None:
+    """The nets are built for the data: record its shape and classes in the config."""
+    m = cfg.model
+    if is_pairs(data):
+        src, tgt = pair_shapes(data)  # (resolution, channels) of the source and target images
+        if m.channels and (m.channels, m.in_channels) != (tgt[1], src[1]):
+            raise GanforgeError(
+                f"{data.name} gives {src[1]}-channel sources and {tgt[1]}-channel targets but "
+                f"the run's nets are built for {m.in_channels} and {m.channels}: use the "
+                "run's own kind of data")
+        m.resolution, m.channels, m.in_channels = tgt[0], tgt[1], src[1]
+        if is_patches(data):  # the crop side chosen from the images (crop=0) is recorded
+            cfg.train.crop = data.crop
+        return
+    vector = hasattr(data, "dim")
+    if vector and m.arch != "mlp":
+        raise GanforgeError(f"{data.name} is vector data: use --preset toy (or arch=mlp)")
+    if not vector and m.arch == "mlp":
+        raise GanforgeError(f"arch=mlp is for vector data but {data.name} holds images: "
+                            "use arch=dcgan or arch=resnet")
+    shape = (0, data.dim) if vector else (data.resolution, data.channels)
+    if m.channels and (m.resolution, m.channels) != shape:
+        raise GanforgeError(
+            f"{data.name} gives samples of shape {shape} (resolution, channels) but the run's "
+            f"nets are built for {(m.resolution, m.channels)}: use the run's own data")
+    m.resolution, m.channels = shape
+    if not vector and cfg.data.channels is None:
+        cfg.data.channels = data.channels
+    if m.g_cond != "none" or m.d_cond != "none":
+        if not data.num_classes:
+            raise GanforgeError(
+                f"conditional nets (g_cond={m.g_cond}, d_cond={m.d_cond}) need class labels but "
+                f"{data.name} has none: use a folder with one sub-folder per class or a "
+                "labelled dataset such as digits, or train unconditionally with g_cond=none "
+                "d_cond=none")
+        if m.num_classes and m.num_classes != data.num_classes:
+            raise GanforgeError(f"{data.name} has {data.num_classes} classes but the run's nets "
+                                f"were built for {m.num_classes}")
+        m.num_classes = data.num_classes
+
+
+def make_batches(data, batch_size: int, seed: int, device: torch.device):
+    """The batch source of a run's data: :class:`PatchBatches` (photos at native size),
+    :class:`PairBatches` (image pairs, two domains) or :class:`Batches` (images, vectors)."""
+    if is_patches(data):
+        return PatchBatches(data, batch_size, seed, device)
+    if is_pairs(data):
+        return PairBatches(data, batch_size, seed, device)
+    return Batches(data, batch_size, seed, device)
+
+
+def describe_data(data, batches) -> str:
+    """What a run trains on, for its first log line."""
+    if is_patches(data):
+        (rs, cs), (rt, ct) = pair_shapes(data)
+        held = len(data.test_images)
+        return (f"{len(data)} images of {data.sizes()} at native size"
+                f"{f' ({held} held out)' if held else ''}, random {rt}x{rt} crops, "
+                f"{cs}x{rs}x{rs} -> {ct}x{rt}x{rt}")
+    if is_pairs(data):
+        (rs, cs), (rt, ct) = pair_shapes(data)
+        return (f"{batches.n} {getattr(data, 'task', 'unpaired')} examples, "
+                f"{cs}x{rs}x{rs} -> {ct}x{rt}x{rt}")
+    if hasattr(data, "dim"):
+        return f"{len(data)} vectors of size {data.dim}"
+    return f"{len(data)} images {data.channels}x{data.resolution}x{data.resolution}"
+
+
+def save_preview(samples: torch.Tensor, path, data) -> torch.Tensor | None:
+    """A run's sample grid at ``path`` (PNG): 8 a row for images (returns the uint8 grid), a
+    scatter plot over the real points for vectors (returns None)."""
+    from ..utils import make_grid, save_png, to_uint8
+
+    if hasattr(data, "dim"):
+        from ..plot import scatter_png
+
+        real = data.x[torch.randperm(len(data), generator=torch.Generator()
+                                     .manual_seed(0))[:2500]]
+        scatter_png(samples.float().cpu(), path, modes=data.modes, real=real)
+        return None
+    grid = make_grid(to_uint8(samples), nrow=8)
+    save_png(grid, path)
+    return grid

@@ -257,3 +257,11 @@ class PairedEval:
         if self.best is None:
             return True
         return value > self.best["value"] if self.higher_better else value < self.best["value"]
+
+
+def make_evaluator(cfg: Config, recipe, data, device: torch.device, log=None):
+    """The periodic evaluation of a run (``eval_every``): held-out paired metrics for the
+    image-to-image recipes, distribution metrics of samples for the others."""
+    if recipe.img2img:
+        return PairedEval(cfg, recipe, data, device)
+    return PeriodicEval(cfg, data, device, log=log)

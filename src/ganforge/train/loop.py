@@ -25,21 +25,12 @@ from rich.console import Console
 from .. import checkpoint as ck
 from ..config import RESUMABLE, Config, parse_duration, resume_changes
 from ..errors import GanforgeError
-from ..nets import build_nets
 from ..options import check_config, check_names
 from ..recipes import RECIPES
 from ..schedules import interpolate
-from ..utils import atomic_write_text, format_duration, make_grid, pick_device, save_png, to_uint8
+from ..utils import atomic_write_text, format_duration, pick_device
 from . import dist, memory
-from .batches import (
-    Batches,
-    PairBatches,
-    PatchBatches,
-    is_pairs,
-    is_patches,
-    load_data,
-    pair_shapes,
-)
+from .batches import describe_data, fill_model_shape, load_data, make_batches, save_preview
 from .health import HealthMonitor
 from .log import RunLogger
 
@@ -54,47 +45,6 @@ class TrainResult:
     last: dict[str, float]
     stopped_by: str  # max_steps, epochs, max_time or interrupt
     seconds: float
-
-
-def fill_model_shape(cfg: Config, data) -> None:
-    """The nets are built for the data: record its shape and classes in the config."""
-    m = cfg.model
-    if is_pairs(data):
-        src, tgt = pair_shapes(data)  # (resolution, channels) of the source and target images
-        if m.channels and (m.channels, m.in_channels) != (tgt[1], src[1]):
-            raise GanforgeError(
-                f"{data.name} gives {src[1]}-channel sources and {tgt[1]}-channel targets but "
-                f"the run's nets are built for {m.in_channels} and {m.channels}: use the "
-                "run's own kind of data")
-        m.resolution, m.channels, m.in_channels = tgt[0], tgt[1], src[1]
-        if is_patches(data):  # the crop side chosen from the images (crop=0) is recorded
-            cfg.train.crop = data.crop
-        return
-    vector = hasattr(data, "dim")
-    if vector and m.arch != "mlp":
-        raise GanforgeError(f"{data.name} is vector data: use --preset toy (or arch=mlp)")
-    if not vector and m.arch == "mlp":
-        raise GanforgeError(f"arch=mlp is for vector data but {data.name} holds images: "
-                            "use arch=dcgan or arch=resnet")
-    shape = (0, data.dim) if vector else (data.resolution, data.channels)
-    if m.channels and (m.resolution, m.channels) != shape:
-        raise GanforgeError(
-            f"{data.name} gives samples of shape {shape} (resolution, channels) but the run's "
-            f"nets are built for {(m.resolution, m.channels)}: use the run's own data")
-    m.resolution, m.channels = shape
-    if not vector and cfg.data.channels is None:
-        cfg.data.channels = data.channels
-    if m.g_cond != "none" or m.d_cond != "none":
-        if not data.num_classes:
-            raise GanforgeError(
-                f"conditional nets (g_cond={m.g_cond}, d_cond={m.d_cond}) need class labels but "
-                f"{data.name} has none: use a folder with one sub-folder per class or a "
-                "labelled dataset such as digits, or train unconditionally with g_cond=none "
-                "d_cond=none")
-        if m.num_classes and m.num_classes != data.num_classes:
-            raise GanforgeError(f"{data.name} has {data.num_classes} classes but the run's nets "
-                                f"were built for {m.num_classes}")
-        m.num_classes = data.num_classes
 
 
 def ema_decay(updates: int, warmup: float, cap: float) -> float:
@@ -128,29 +78,18 @@ class Trainer:
         else:  # names, and options this run does not read (build_config checks them too)
             check_config(cfg)
         self.data = data if data is not None else load_data(cfg, log=self._note)
-        self.vector = hasattr(self.data, "dim")
-        self.img2img = is_pairs(self.data)
         fill_model_shape(cfg, self.data)
         dist.barrier(self.dist)  # every rank checked the run folder before rank 0 writes to it
         if self.dist.main:
             self.run.mkdir(parents=True, exist_ok=True)
 
         torch.manual_seed(t.seed)
-        if self.img2img:  # the recipe builds its own nets (two generators for CycleGAN)
-            self.recipe = RECIPES[t.recipe](cfg)
-            for net in self.recipe.nets().values():
-                net.to(self.device)
-            if hasattr(self.recipe, "to"):
-                self.recipe.to(self.device)
-            for note in self.recipe.notes:
-                self._say(f"[yellow]{note}[/yellow]")
-            self.G, self.D = self.recipe.G, None
-        else:
-            self.G, self.D = build_nets(cfg.model)
-            self.G.to(self.device)
-            self.D.to(self.device)
-            self.recipe = RECIPES[t.recipe](cfg, self.G, self.D)
+        self.recipe = RECIPES[t.recipe](cfg)  # builds its nets (two generators for CycleGAN)
+        self.recipe.to(self.device)
+        for note in self.recipe.notes:
+            self._say(f"[yellow]{note}[/yellow]")
         self.nets = dict(self.recipe.nets())
+        self.G, self.D = self.recipe.G, self.nets.get("D")
         self.speed = self._speed_options()
         self.G_ema = None
         if t.ema > 0:
@@ -161,10 +100,7 @@ class Trainer:
         self.opts = self.recipe.optimizers()
         self.base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.opts.items()}
         self.phases = self.recipe.phases()
-        pairs = PatchBatches if is_patches(self.data) else PairBatches
-        self.batches = (pairs(self.data, t.batch_size, t.seed, self.device)
-                        if self.img2img else Batches(self.data, t.batch_size, t.seed,
-                                                     self.device))
+        self.batches = make_batches(self.data, t.batch_size, t.seed, self.device)
         if self.batches.batch_size < t.batch_size:
             self._say(f"[yellow]only {self.batches.n} samples: batch size lowered to "
                       f"{self.batches.batch_size}[/yellow]")
@@ -176,23 +112,17 @@ class Trainer:
             self._fit_memory(local)
         # noise for training comes from its own generator, saved in checkpoints
         self.noise = torch.Generator(device=self.device).manual_seed(t.seed + 1)
-        # a fixed z (and fixed labels) for the sample grids, the same in every grid of the run
-        # (conditional runs: one row of 8 per class, up to 16 classes)
-        fixed = torch.Generator().manual_seed(t.seed + 2)
-        k = cfg.model.num_classes
-        n_fixed = 2500 if self.vector else (8 * k if 0 < k <= 16 else 64)
-        self.fixed_z = torch.randn(n_fixed, cfg.model.latent_dim, generator=fixed).to(self.device)
-        self.fixed_c = ((torch.arange(n_fixed) // 8) % k).to(self.device) if k else None
-        self.fixed_batch = self.batches.fixed(8) if self.img2img else None
-        self.health = (None if self.img2img or not self.dist.main else
-                       HealthMonitor(self.data, cfg, self.device))
+        # the inputs of the sample grids, the same in every grid of the run
+        self.fixed = self.recipe.preview_inputs(
+            self.batches, torch.Generator().manual_seed(t.seed + 2), self.device)
+        self.health = (HealthMonitor(self.data, cfg, self.device)
+                       if self.recipe.health_checks and self.dist.main else None)
         self.evaluator = None
         if t.eval_every and self.dist.main:  # rank 0 alone evaluates
-            from .evaluator import PairedEval, PeriodicEval
+            from .evaluator import make_evaluator
 
-            self.evaluator = (PairedEval(cfg, self.recipe, self.data, self.device)
-                              if self.img2img else
-                              PeriodicEval(cfg, self.data, self.device, log=self._note))
+            self.evaluator = make_evaluator(cfg, self.recipe, self.data, self.device,
+                                            log=self._note)
         self.step = 0  # G steps
         self.batch_index = 0  # real batches drawn: the data position
         self.images_seen = 0
@@ -335,19 +265,16 @@ class Trainer:
     def _compile(self) -> str:
         """torch.compile every trained net, checked on one forward/backward of dummy data; on
         any failure the nets run uncompiled and the log says why."""
-        if self.img2img or self.vector:
+        probe = self.recipe.compile_probe(self.device)
+        if probe is None:
             return "compile skipped (image GAN nets only for now)"
         saved = {k: copy.deepcopy(n.state_dict()) for k, n in self.nets.items()}
         try:
             for net in self.nets.values():
                 net.compile()
-            m = self.cfg.model
-            z = torch.randn(2, m.latent_dim, device=self.device)
-            c = torch.zeros(2, dtype=torch.long, device=self.device) if m.num_classes else None
             with self.autocast():
-                x = self.G(z, c)
-                out = self.D(x, c)
-            out.float().sum().backward()
+                out = probe()
+            out.backward()
         except Exception as e:  # noqa: BLE001 - any compiler failure means: run uncompiled
             for net in self.nets.values():
                 net._compiled_call_impl = None
@@ -419,7 +346,7 @@ class Trainer:
             "best_eval": dict(self.evaluator.best) if self.evaluator and self.evaluator.best
             else None,
             "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
-            "recipe": self.recipe.state_dict() if hasattr(self.recipe, "state_dict") else {},
+            "recipe": self.recipe.state_dict(),
             "rng": rng,
         }
 
@@ -452,8 +379,7 @@ class Trainer:
             self.ema_updates = int(st.get("ema_updates", 0))
             self._standing_at = -1
             self.last = dict(st.get("last", {}))
-            if hasattr(self.recipe, "load_state_dict"):
-                self.recipe.load_state_dict(st.get("recipe") or {}, self.device)
+            self.recipe.load_state_dict(st.get("recipe") or {}, self.device)
             if self.evaluator is not None and st.get("best_eval"):
                 self.evaluator.best = dict(st["best_eval"])
         except (KeyError, ValueError, RuntimeError) as e:
@@ -505,7 +431,7 @@ class Trainer:
         generator (seeded by the run's seed and step), never from the training noise, and the
         next EMA update copies G's statistics back, so training and resume are unchanged."""
         G = self.G_ema
-        if G is None or self.img2img or self._standing_at == self.ema_updates:
+        if G is None or self._standing_at == self.ema_updates:
             return
         self._standing_at = self.ema_updates
         norms = [m for m in G.modules()
@@ -514,20 +440,21 @@ class Trainer:
             return
         gen = torch.Generator(device=self.device).manual_seed(
             self.cfg.train.seed * 1_000_003 + self.step)
+        n = max(2, self.cfg.train.batch_size // self.dist.world)
+        inputs = [self.recipe.standing_inputs(n, gen, self.device)
+                  for _ in range(self.STANDING_BATCHES)]
+        if inputs[0] is None:  # a recipe whose generator is not measured this way
+            return
         momenta = [m.momentum for m in norms]
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # a cumulative average over the batches below
             if isinstance(m, torch.nn.SyncBatchNorm):  # measured by this process alone
                 m.forward = types.MethodType(torch.nn.modules.batchnorm._BatchNorm.forward, m)
-        k = self.cfg.model.num_classes if self.fixed_c is not None else 0
-        n = max(2, self.cfg.train.batch_size // self.dist.world)
         G.train()
         try:
-            for _ in range(self.STANDING_BATCHES):
-                z = torch.randn(n, self.cfg.model.latent_dim, generator=gen, device=self.device)
-                c = torch.randint(0, k, (n,), generator=gen, device=self.device) if k else None
-                G(z, c)
+            for args in inputs:
+                G(*args)
         finally:
             G.eval()
             for m, mom in zip(norms, momenta):
@@ -541,9 +468,7 @@ class Trainer:
         for n in self.nets.values():
             n.eval()
         try:
-            if self.img2img:
-                return self.recipe.preview(self.fixed_batch)
-            return G(self.fixed_z, self.fixed_c)
+            return self.recipe.preview(G, self.fixed)
         finally:
             for k, n in self.nets.items():
                 n.train(was_training[k])
@@ -554,17 +479,7 @@ class Trainer:
         path = self.run / "samples" / f"{name}.png"
         if not self.dist.main:
             return path, None
-        samples = self.fixed_samples()
-        if self.vector:
-            from ..plot import scatter_png
-
-            real = self.data.x[torch.randperm(len(self.data), generator=torch.Generator()
-                                              .manual_seed(0))[:2500]]
-            scatter_png(samples.float().cpu(), path, modes=self.data.modes, real=real)
-            return path, None
-        grid = make_grid(to_uint8(samples), nrow=8)
-        save_png(grid, path)
-        return path, grid
+        return path, save_preview(self.fixed_samples(), path, self.data)
 
     def stop_rules(self) -> tuple[int | None, int | None]:
         """(last G step, last batch index) allowed by max_steps and epochs."""
@@ -591,21 +506,7 @@ class Trainer:
         if total is None and max_seconds is None:
             raise GanforgeError("no stopping rule: set max_steps, epochs or max_time")
         spe = self.batches.steps_per_epoch
-        if is_patches(self.data):
-            (rs, cs), (rt, ct) = pair_shapes(self.data)
-            held = len(self.data.test_images)
-            kind = (f"{len(self.data)} images of {self.data.sizes()} at native size"
-                    f"{f' ({held} held out)' if held else ''}, random {rt}x{rt} crops, "
-                    f"{cs}x{rs}x{rs} -> {ct}x{rt}x{rt}")
-        elif self.img2img:
-            (rs, cs), (rt, ct) = pair_shapes(self.data)
-            kind = (f"{self.batches.n} {getattr(self.data, 'task', 'unpaired')} examples, "
-                    f"{cs}x{rs}x{rs} -> {ct}x{rt}x{rt}")
-        elif self.vector:
-            kind = f"{len(self.data)} vectors of size {self.data.dim}"
-        else:
-            kind = (f"{len(self.data)} images {self.data.channels}x{self.data.resolution}x"
-                    f"{self.data.resolution}")
+        kind = describe_data(self.data, self.batches)
         self._say(
             f"[bold]ganforge[/bold] {self.cfg.preset} on {self.data.name}: {kind}, "
             f"batch {self.batches.batch_size}, {spe} batches/epoch, device {self.device} "
@@ -722,8 +623,7 @@ class Trainer:
             ck.save_checkpoint(self.run, self.step, self.nets, self._state(), meta=meta,
                                name="best")
         improved = ev.best is not None and ev.best["step"] == self.step
-        said = (self.recipe.evaluated(self.step, improved, self.progress())
-                if hasattr(self.recipe, "evaluated") else None)
+        said = self.recipe.evaluated(self.step, improved, self.progress())
         if said:
             logger.line(said, throttle=0.0)
         logger.log(self.step, self.images_seen / 1000, {f"eval/{k}": float(v)
