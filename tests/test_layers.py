@@ -133,3 +133,21 @@ def test_the_training_loop_does_not_branch_on_the_kind_of_data_or_the_recipe():
         if isinstance(node, ast.Attribute) and node.attr in ("img2img", "vector"):
             bad.append(f"line {node.lineno}: .{node.attr}")
     assert not bad, bad
+
+
+def test_a_function_over_60_lines_says_why():
+    """Long functions are split, or carry a ``# long: ...`` comment just above them saying
+    why they read better in one piece."""
+    silent = []
+    for name, path in MODULES.items():
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.end_lineno - node.lineno + 1 <= 60:
+                    continue
+                top = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                above = "\n".join(lines[max(0, top - 4):top - 1]
+                                  + lines[max(0, node.lineno - 4):node.lineno - 1])
+                if "# long:" not in above:
+                    silent.append(f"{name}.{node.name} ({node.end_lineno - node.lineno + 1})")
+    assert not silent, f"functions over 60 lines without a '# long:' comment: {silent}"

@@ -237,6 +237,10 @@ def test_pix2pix_ema_is_what_previews_metrics_and_translate_use(tmp_path, monkey
     tr = Trainer(cfg, tmp_path / "run", quiet=True, tensorboard=False)
     tr.train()
     assert tr.G_eval is tr.G_ema and seen and all(g is tr.G_ema for g in seen)
+    with torch.no_grad():  # the sample grids too
+        grid = tr.fixed_samples()
+        assert torch.equal(grid, tr.recipe.preview(tr.G_ema.eval(), tr.fixed))
+        assert not torch.equal(grid, tr.recipe.preview(tr.G.eval(), tr.fixed))
     x = torch.rand(2, 1, 32, 32) * 2 - 1
     with torch.no_grad():
         want, raw = tr.G_ema.eval()(x), tr.G.eval()(x)

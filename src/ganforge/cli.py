@@ -76,6 +76,8 @@ def _default_run_dir(cfg) -> Path:
               "data parallel; gloo on CPU, NCCL on GPUs)")
 @click.option("--dry-run", is_flag=True, help="print the resolved config and stop")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
+# long: one command's whole set-up (flags -> overrides, resume, the auto recipe, dry run,
+# torchrun) read top to bottom; each branch is a few lines and used once
 def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
           out_dir: Path | None, resume: Path | None, resolution: int | None,
           channels: int | None, max_steps: int | None, epochs: float | None,

@@ -620,6 +620,8 @@ IMG2IMG_TASKS = ("aligned", "folders", "unpaired", "edges2image", "gray2color",
 BIG_RES = {"stylegan2": (32, 1024), "biggan": (32, 512)}
 
 
+# long: a flat list of independent one-line checks, one per rule, in the order of the
+# dataclasses; splitting it would only scatter them
 def validate(cfg: Config) -> None:
     d, m, t = cfg.data, cfg.model, cfg.train
 

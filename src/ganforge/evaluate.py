@@ -30,6 +30,8 @@ def _sample_uint8(g, n: int, seed: int, batch_size: int = 500) -> tuple[torch.Te
     return torch.cat(parts), labels
 
 
+# long: the three kinds of run (image-to-image, vectors, images) each end in a report of
+# the same shape; kept side by side so the reports stay alike
 def evaluate_run(run: str | Path, data: str | None = None, metrics: tuple[str, ...] | None = None,
                  n: int = 10_000, features: str = "auto", inception_weights: str | None = None,
                  seed: int = 0, device: str = "auto", checkpoint: str | None = None,

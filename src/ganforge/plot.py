@@ -54,6 +54,8 @@ def _limits(pts: np.ndarray) -> tuple[float, float, float]:
     return float(centre[0]), float(centre[1]), half
 
 
+# long: drawing code, one figure element after another (axes, points, modes, legend);
+# nothing in it is reused elsewhere
 def scatter_png(samples: torch.Tensor, path: Path, modes: torch.Tensor | None = None,
                 real: torch.Tensor | None = None, size: int = 512) -> None:
     """Draw ``samples`` [N, D] as a ``size`` x ``size`` scatter plot PNG at ``path``.

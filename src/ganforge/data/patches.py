@@ -129,6 +129,8 @@ def _check(crop: object, scale: object, test_fraction: object, task: str) -> Non
                             f"nothing out), got {test_fraction!r}")
 
 
+# long: checks, decoding, the held-out split and the sources of one dataset in the order
+# they happen; the pieces share the same few locals
 def load_patches(spec: str, crop: int = 0, scale: int = 4, channels: int | None = None,
                  test_fraction: float = 0.1, seed: int = 0, task: str = "lowres2highres",
                  log: Log | None = print, home: str | Path | None = None) -> PatchDataset:

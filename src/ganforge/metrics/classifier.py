@@ -265,6 +265,8 @@ def _check_training_data(data: ImageDataset) -> torch.Tensor:
     return labels
 
 
+# long: a plain training loop (split, augment, epochs, accuracy) read in one piece, like
+# the nanoGPT loop it follows
 def train_classifier(
     data: ImageDataset,
     epochs: int = 10,

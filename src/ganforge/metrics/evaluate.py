@@ -33,7 +33,7 @@ Log = Callable[[str], None]
 METRIC_NAMES = ("fid", "kid", "is", "pr", "dc", "classes")
 DEFAULT_METRICS = ("fid", "kid", "is", "pr", "dc", "classes")
 # metric -> True when higher is better (what eval_metric may pick the best checkpoint by)
-DIRECTION = {"fid": False, "kid": False, "class_kl": False, "reverse_kl": False,
+HIGHER_IS_BETTER = {"fid": False, "kid": False, "class_kl": False, "reverse_kl": False,
              "is": True, "precision": True, "recall": True, "density": True, "coverage": True,
              "classes_covered": True, "cond_acc": True, "modes": True, "high_quality": True,
              "l1": False, "psnr": True, "ssim": True, "cycle": False, "psnr_y": True,

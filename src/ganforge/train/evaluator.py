@@ -12,7 +12,7 @@ import torch
 
 from ..config import Config
 from ..errors import GanforgeError
-from ..metrics.evaluate import DIRECTION
+from ..metrics.evaluate import HIGHER_IS_BETTER
 from ..utils import to_uint8
 
 
@@ -23,7 +23,7 @@ class PeriodicEval:
         t = cfg.train
         self.cfg = cfg
         self.metric = t.eval_metric
-        self.higher_better = DIRECTION[self.metric]
+        self.higher_better = HIGHER_IS_BETTER[self.metric]
         self.n = t.eval_n
         self.vector = hasattr(data, "dim")
         self.device = device
@@ -162,9 +162,6 @@ def heldout_metrics(recipe, data, device: torch.device, n: int | None = None,
     directions) for two domains. With ``baseline``, the same metrics of the naive answer:
     the input itself (channel-matched) for translation, bicubic upsampling for SR. ``G``: the
     generator to score (e.g. its EMA; the recipe's own by default; not for two domains)."""
-    import torch.nn.functional as F
-
-    from ..metrics.paired import l1, paired_metrics, sr_metrics
     from .batches import is_patches
 
     nets = list(recipe.nets().values()) + ([G] if G is not None else [])
@@ -178,55 +175,74 @@ def heldout_metrics(recipe, data, device: torch.device, n: int | None = None,
                 return patch_translation_metrics(G, data, device, n, baseline)
             return patch_sr_metrics(G, recipe.lowres, data, device, n, baseline)
         if hasattr(data, "a"):
-            ta = data.test_a if len(data.test_a) else data.a
-            tb = data.test_b if len(data.test_b) else data.b
-            ta, tb = ta[:n], tb[:n]
-            errs = []
-            for imgs, fwd, back in ((ta, recipe.G, recipe.F), (tb, recipe.F, recipe.G)):
-                rec = []
-                for i in range(0, len(imgs), batch_size):
-                    x = imgs[i:i + batch_size].to(device).float() / 127.5 - 1
-                    rec.append(back(fwd(x)).float().cpu())
-                errs.append(l1(torch.cat(rec), imgs.float() / 127.5 - 1))
-            return {"cycle": sum(errs) / 2, "cycle_a": errs[0], "cycle_b": errs[1]}
-        src = data.test_source if len(data.test_source) else data.source
-        tgt = data.test_target if len(data.test_target) else data.target
-        src, tgt = src[:n], tgt[:n]
-        sr = getattr(recipe, "scale", 1) > 1  # super-resolution: the sources are made here
-        outs, base = [], []
-        for i in range(0, len(tgt), batch_size):
-            t = tgt[i:i + batch_size].to(device).float() / 127.5 - 1
-            if sr:  # a fixed draw per batch: degrade=realesrgan scores repeat
-                s = recipe.lowres(t, torch.Generator().manual_seed(i))
-            else:
-                s = src[i:i + batch_size].to(device).float() / 127.5 - 1
-            outs.append(G(s).float().clamp(-1, 1).cpu())
-            if baseline:
-                if sr:
-                    b = F.interpolate(s, size=t.shape[-2:], mode="bicubic", align_corners=False)
-                else:
-                    b = s if s.shape[1] == t.shape[1] else (
-                        s.expand(-1, t.shape[1], -1, -1) if s.shape[1] == 1
-                        else s.mean(1, keepdim=True))
-                base.append(b.float().clamp(-1, 1).cpu())
-        target = tgt.float() / 127.5 - 1
-        scale = getattr(recipe, "scale", 1)
-        y_ok = sr and tgt.shape[-1] - 2 * scale >= 11  # the SR protocol fits these images
-
-        def scores(x: torch.Tensor) -> dict[str, float]:
-            m = paired_metrics(x, target)
-            if y_ok:
-                m.update(sr_metrics(x, tgt, shave=scale))
-            return m
-
-        out = scores(torch.cat(outs))
-        if baseline:
-            name = "bicubic" if sr else "copy_input"
-            out.update({f"{k}_{name}": v for k, v in scores(torch.cat(base)).items()})
-        return out
+            return _cycle_metrics(recipe, data, device, n, batch_size)
+        return _paired_metrics(recipe, G, data, device, n, batch_size, baseline)
     finally:
         for m, w in zip(nets, was):
             m.train(w)
+
+
+def _cycle_metrics(recipe, data, device: torch.device, n: int | None, batch_size: int
+                   ) -> dict[str, float]:
+    """Mean L1 on [0, 1] of A -> B -> A and B -> A -> B on the held-out images."""
+    from ..metrics.paired import l1
+
+    ta = data.test_a if len(data.test_a) else data.a
+    tb = data.test_b if len(data.test_b) else data.b
+    ta, tb = ta[:n], tb[:n]
+    errs = []
+    for imgs, fwd, back in ((ta, recipe.G, recipe.F), (tb, recipe.F, recipe.G)):
+        rec = []
+        for i in range(0, len(imgs), batch_size):
+            x = imgs[i:i + batch_size].to(device).float() / 127.5 - 1
+            rec.append(back(fwd(x)).float().cpu())
+        errs.append(l1(torch.cat(rec), imgs.float() / 127.5 - 1))
+    return {"cycle": sum(errs) / 2, "cycle_a": errs[0], "cycle_b": errs[1]}
+
+
+def _paired_metrics(recipe, G, data, device: torch.device, n: int | None, batch_size: int,
+                    baseline: bool) -> dict[str, float]:
+    """L1 / PSNR / SSIM of ``G``'s outputs against the held-out targets (and the SR
+    protocol's luma figures), and with ``baseline`` those of the naive answer."""
+    import torch.nn.functional as F
+
+    from ..metrics.paired import paired_metrics, sr_metrics
+
+    src = data.test_source if len(data.test_source) else data.source
+    tgt = data.test_target if len(data.test_target) else data.target
+    src, tgt = src[:n], tgt[:n]
+    sr = getattr(recipe, "scale", 1) > 1  # super-resolution: the sources are made here
+    outs, base = [], []
+    for i in range(0, len(tgt), batch_size):
+        t = tgt[i:i + batch_size].to(device).float() / 127.5 - 1
+        if sr:  # a fixed draw per batch: degrade=realesrgan scores repeat
+            s = recipe.lowres(t, torch.Generator().manual_seed(i))
+        else:
+            s = src[i:i + batch_size].to(device).float() / 127.5 - 1
+        outs.append(G(s).float().clamp(-1, 1).cpu())
+        if baseline:
+            if sr:
+                b = F.interpolate(s, size=t.shape[-2:], mode="bicubic", align_corners=False)
+            else:
+                b = s if s.shape[1] == t.shape[1] else (
+                    s.expand(-1, t.shape[1], -1, -1) if s.shape[1] == 1
+                    else s.mean(1, keepdim=True))
+            base.append(b.float().clamp(-1, 1).cpu())
+    target = tgt.float() / 127.5 - 1
+    scale = getattr(recipe, "scale", 1)
+    y_ok = sr and tgt.shape[-1] - 2 * scale >= 11  # the SR protocol fits these images
+
+    def scores(x: torch.Tensor) -> dict[str, float]:
+        m = paired_metrics(x, target)
+        if y_ok:
+            m.update(sr_metrics(x, tgt, shave=scale))
+        return m
+
+    out = scores(torch.cat(outs))
+    if baseline:
+        name = "bicubic" if sr else "copy_input"
+        out.update({f"{k}_{name}": v for k, v in scores(torch.cat(base)).items()})
+    return out
 
 
 class PairedEval:
@@ -246,7 +262,7 @@ class PairedEval:
                 + ", ".join(ok))
         self.unpaired = unpaired
         self.metric = metric
-        self.higher_better = DIRECTION[metric]
+        self.higher_better = HIGHER_IS_BETTER[metric]
         self.best: dict | None = None
 
     def __call__(self, G) -> dict[str, float]:

@@ -53,6 +53,8 @@ def ema_decay(updates: int, warmup: float, cap: float) -> float:
 
 
 class Trainer:
+    # long: the run's set-up in the order it must happen (checks, data, nets, optimisers,
+    # batches, memory, previews, evaluation, resume); each step depends on the ones above
     def __init__(self, cfg: Config, run: str | Path, resume: bool = False,
                  data=None, console: Console | None = None,
                  quiet: bool = False, tensorboard: bool = True):
@@ -497,6 +499,8 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
 
+    # long: the training loop itself, kept in one piece so a step reads top to bottom
+    # (stop rules, phases, logging, evaluation, checkpoints, divergence), as nanoGPT's
     def train(self) -> TrainResult:
         t = self.cfg.train
         max_steps, max_batches = self.stop_rules()
