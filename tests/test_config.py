@@ -88,3 +88,20 @@ def test_a_user_stop_rule_replaces_the_default_one():
     assert cfg.train.max_steps is None and cfg.train.max_time == "10m"
     cfg = build_config("dcgan", {"epochs": 3, "max_steps": 100})
     assert (cfg.train.max_steps, cfg.train.epochs, cfg.train.max_time) == (100, 3.0, None)
+
+
+def test_every_key_has_a_help_text_that_dry_run_prints(capsys):
+    import dataclasses
+
+    from ganforge.cli import main
+    from ganforge.config import Config
+
+    cfg = Config()
+    helps = {f"{s}.{f.name}": f.metadata.get("help", "")
+             for s in ("data", "model", "train") for f in dataclasses.fields(getattr(cfg, s))}
+    assert all(helps.values()), [k for k, v in helps.items() if not v]
+    assert main(["train", "--preset", "srgan-small", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for key in ("model.sr_skip", "model.unet_depth", "train.ema_warmup", "train.degrade"):
+        line = next(x for x in out.splitlines() if x.startswith(key + " = "))
+        assert "    # " + helps[key] in line

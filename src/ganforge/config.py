@@ -20,149 +20,167 @@ from typing import Any
 from .errors import GanforgeError
 
 
+def opt(default: Any, help: str) -> Any:
+    """A config field with its help text (shown by ``ganforge train --dry-run``)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class DataConfig:
-    source: str = "digits"  # --data SPEC: a folder, a .zip, digits, mnist, cifar10, ...
-    resolution: int = 32  # image side in pixels after resize + centre crop (32, 64 or 128)
-    channels: int | None = None  # 1 or 3; None = take it from the data
-    # image-to-image data (pix2pix, cyclegan, srgan presets); none = noise-to-image GANs;
-    # aligned, folders, unpaired, edges2image, gray2color, lowres2highres or invert
-    task: str = "none"  # image-to-image pairs: how they are made (see ganforge.data.pairs)
-    direction: str = "AtoB"  # translate A to B (AtoB) or B to A (BtoA)
-    scale: int = 4  # super-resolution factor of lowres2highres (2, 4 or 8)
-    test_fraction: float = 0.1  # held-out share of derived pairs (folders with test/ use it)
+    source: str = opt("digits", "--data SPEC: a folder, a .zip, digits, mnist, cifar10, ...")
+    resolution: int = opt(32, "image side in pixels after resize + centre crop (32, 64 or 128)")
+    channels: int | None = opt(None, "1 or 3; None = take it from the data")
+    task: str = opt("none",
+                    "image-to-image data (pix2pix, cyclegan, srgan presets), how its pairs are "
+                    "made: aligned, folders, unpaired, edges2image, gray2color, lowres2highres "
+                    "or invert (see ganforge.data.pairs); none = noise-to-image GANs")
+    direction: str = opt("AtoB", "translate A to B (AtoB) or B to A (BtoA)")
+    scale: int = opt(4, "super-resolution factor of lowres2highres (2, 4 or 8)")
+    test_fraction: float = opt(0.1, "held-out share of derived pairs (folders with test/ use it)")
 
 
 @dataclass
 class ModelConfig:
-    arch: str = "dcgan"  # network family, a key of ganforge.nets.NETS (img2img: the recipe)
-    latent_dim: int = 100  # size of the noise vector z
-    g_channel_base: int = 2048  # G width at resolution r is min(g_channel_max, base // r)
-    g_channel_max: int = 512  # widest G layer
-    d_channel_base: int = 2048  # D width at resolution r is min(d_channel_max, base // r)
-    d_channel_max: int = 512  # widest D layer
-    g_cond: str = "none"  # G conditioning: none, concat (label embedding joins z), cbn (class BN)
-    d_cond: str = "none"  # D conditioning: none, concat, aux (AC-GAN head) or projection
-    spectral_norm: str = "none"  # spectral normalisation of weights: none, d, g or both
-    norm_d: bool = True  # BatchNorm in the DCGAN discriminator (off for WGAN-GP, per its paper)
-    mbstd: int = 0  # minibatch-stddev group size in D (0 = off; Karras et al. 2018)
-    pack: int = 1  # PacGAN: D judges this many samples at once (1 = off; Lin et al. 2018)
-    hidden: int = 256  # MLP nets: width of the hidden layers
-    layers: int = 3  # MLP nets: hidden layers in G and in D
-    latent_mixture: int = 0  # MLP G: latent prior of K narrow Gaussian blobs (0 = N(0, I))
-    latent_mixture_std: float = 0.1  # MLP G: std of each blob of the mixture prior
-    g_base: int = 64  # image-to-image G width (U-Net / ResNet G / SRResNet features)
-    d_base: int = 64  # image-to-image D width (PatchGAN / SRGAN D)
-    n_blocks: int = 9  # residual blocks of the CycleGAN ResNet G (6 or 9) or of SRResNet (16)
-    # U-Net downsamplings (0 = log2(resolution): down to 1x1; for a crop side that is not a
-    # power of two, the most that divide it)
-    unet_depth: int = 0
-    # pix2pix U-Net output: rgb (the paper's) or chroma (gray2color: predicts Cb, Cr and keeps
-    # the input as the luma; an untrained net returns the gray input); auto = chroma for
-    # gray2color, else rgb
-    g_output: str = "auto"
-    dropout: float = 0.5  # U-Net decoder dropout, pix2pix's noise source (0 = off)
-    d_layers: int = 3  # PatchGAN stride-2 layers (3 = the 70x70 PatchGAN)
-    norm: str = "batch"  # image-to-image nets: batch or instance normalisation (srgan: or none)
-    # srgan: global skip of SRResNet: bicubic (it learns the detail bicubic upsampling misses;
-    # an untrained net equals bicubic) or none (the paper's net, ending in a Tanh)
-    sr_skip: str = "bicubic"
-    # srgan: how SRResNet doubles its resolution: pixelshuffle (the paper: sub-pixel conv, ICNR
-    # init) or nearest (nearest-neighbour resize then conv, as ESRGAN: far less prone to
-    # period-2 patterns; Odena et al. 2016)
-    sr_upsample: str = "pixelshuffle"
-    mapping_layers: int = 8  # StyleGAN2: layers of the mapping network z -> w
-    attention: int = 0  # BigGAN: self-attention block at this resolution in G and D (0 = off)
-    shared_dim: int = 128  # BigGAN: size of the shared class embedding fed to G's blocks
-    blocks: int = 2  # R3GAN: residual blocks per resolution stage, in G and in D
-    group_channels: int = 16  # R3GAN: channels per group of the grouped 3x3 convolutions
-    expansion: int = 2  # R3GAN: bottleneck width = expansion x the stage width
-    # filled in from the data when a run starts; kept so a run rebuilds without its data
-    num_classes: int = 0  # classes seen by conditional nets (0 = unconditional)
-    resolution: int = 0  # image side the nets are built for (0 for vector data)
-    channels: int = 0  # image channels the nets are built for, or the vector size
-    in_channels: int = 0  # image-to-image: channels of the source images
+    arch: str = opt("dcgan", "network family, a key of ganforge.nets.NETS (img2img: the recipe)")
+    latent_dim: int = opt(100, "size of the noise vector z")
+    g_channel_base: int = opt(2048, "G width at resolution r is min(g_channel_max, base // r)")
+    g_channel_max: int = opt(512, "widest G layer")
+    d_channel_base: int = opt(2048, "D width at resolution r is min(d_channel_max, base // r)")
+    d_channel_max: int = opt(512, "widest D layer")
+    g_cond: str = opt("none",
+                      "G conditioning: none, concat (label embedding joins z), cbn (class BN)")
+    d_cond: str = opt("none", "D conditioning: none, concat, aux (AC-GAN head) or projection")
+    spectral_norm: str = opt("none", "spectral normalisation of weights: none, d, g or both")
+    norm_d: bool = opt(True,
+                       "BatchNorm in the DCGAN discriminator (off for WGAN-GP, per its paper)")
+    mbstd: int = opt(0, "minibatch-stddev group size in D (0 = off; Karras et al. 2018)")
+    pack: int = opt(1, "PacGAN: D judges this many samples at once (1 = off; Lin et al. 2018)")
+    hidden: int = opt(256, "MLP nets: width of the hidden layers")
+    layers: int = opt(3, "MLP nets: hidden layers in G and in D")
+    latent_mixture: int = opt(0, "MLP G: latent prior of K narrow Gaussian blobs (0 = N(0, I))")
+    latent_mixture_std: float = opt(0.1, "MLP G: std of each blob of the mixture prior")
+    g_base: int = opt(64, "image-to-image G width (U-Net / ResNet G / SRResNet features)")
+    d_base: int = opt(64, "image-to-image D width (PatchGAN / SRGAN D)")
+    n_blocks: int = opt(9, "residual blocks of the CycleGAN ResNet G (6 or 9) or of SRResNet (16)")
+    unet_depth: int = opt(0,
+                          "U-Net downsamplings (0 = log2(resolution): down to 1x1; for a crop side "
+                          "that is not a power of two, the most that divide it)")
+    g_output: str = opt("auto",
+                        "pix2pix U-Net output: rgb (the paper's) or chroma (gray2color: predicts "
+                        "Cb, Cr and keeps the input as the luma; an untrained net returns the gray "
+                        "input); auto = chroma for gray2color, else rgb")
+    dropout: float = opt(0.5, "U-Net decoder dropout, pix2pix's noise source (0 = off)")
+    d_layers: int = opt(3, "PatchGAN stride-2 layers (3 = the 70x70 PatchGAN)")
+    norm: str = opt("batch",
+                    "image-to-image nets: batch or instance normalisation (srgan: or none)")
+    sr_skip: str = opt("bicubic",
+                       "srgan: global skip of SRResNet: bicubic (it learns the detail bicubic "
+                       "upsampling misses; an untrained net equals bicubic) or none (the paper's "
+                       "net, ending in a Tanh)")
+    sr_upsample: str = opt("pixelshuffle",
+                           "srgan: how SRResNet doubles its resolution: pixelshuffle (the paper: "
+                           "sub-pixel conv, ICNR init) or nearest (nearest-neighbour resize then "
+                           "conv, as ESRGAN: far less prone to period-2 patterns; Odena et al. "
+                           "2016)")
+    mapping_layers: int = opt(8, "StyleGAN2: layers of the mapping network z -> w")
+    attention: int = opt(0, "BigGAN: self-attention block at this resolution in G and D (0 = off)")
+    shared_dim: int = opt(128, "BigGAN: size of the shared class embedding fed to G's blocks")
+    blocks: int = opt(2, "R3GAN: residual blocks per resolution stage, in G and in D")
+    group_channels: int = opt(16, "R3GAN: channels per group of the grouped 3x3 convolutions")
+    expansion: int = opt(2, "R3GAN: bottleneck width = expansion x the stage width")
+    # these four are filled in from the data when a run starts, and kept so a run rebuilds
+    # without its data
+    num_classes: int = opt(0, "classes seen by conditional nets (0 = unconditional)")
+    resolution: int = opt(0, "image side the nets are built for (0 for vector data)")
+    channels: int = opt(0, "image channels the nets are built for, or the vector size")
+    in_channels: int = opt(0, "image-to-image: channels of the source images")
 
 
 @dataclass
 class TrainConfig:
-    recipe: str = "gan"  # training scheme, a key of ganforge.recipes.RECIPES
-    loss: str = "nonsaturating"  # nonsaturating, minimax, wasserstein, hinge or lsgan
-    batch_size: int = 64  # images per step
-    batch_gpu: int = 0  # micro-batch per device: gradients accumulated over batch / batch_gpu
-    lr_g: float = 2e-4  # generator Adam learning rate
-    lr_d: float = 2e-4  # discriminator Adam learning rate
-    beta1: float = 0.5  # Adam beta1 (both nets)
-    beta2: float = 0.999  # Adam beta2 (both nets)
-    optimizer: str = "adam"  # adam or rmsprop (the original WGAN)
-    lr_decay: str = "none"  # none, linear or cosine: constant, then down to lr_end at the end
-    lr_decay_start: float = 0.5  # the decay starts at this fraction of the run (its progress)
-    lr_end: float = 0.0  # learning rate at the end of the decay, as a fraction of lr_g / lr_d
-    beta2_end: float | None = None  # Adam beta2 at the end of the run (cosine from beta2)
-    n_critic: int = 1  # D steps (each on a fresh batch) per G step
-    clip: float = 0.0  # WGAN weight clipping of D to [-clip, clip] after each D step (0 = off)
-    gp: float = 0.0  # WGAN-GP gradient penalty weight lambda (0 = off)
-    r1: float = 0.0  # R1 penalty gamma on real data (0 = off; Mescheder et al. 2018)
-    r2: float = 0.0  # R2 penalty gamma on generated data (0 = off; R3GAN uses r1 = r2)
-    r1_every: int = 16  # lazy R1 / R2: apply every k steps, scaled by k (1 = in the D step)
-    gamma_end: float = 1.0  # r1 and r2 at the end of the run, as a fraction (cosine; 1 = fixed)
-    lecam: float = 0.0  # LeCam regularisation weight of D (0 = off; Tseng et al. 2021)
-    ema: float = 0.0  # generator EMA decay used for sampling and evaluation (0 = off)
-    ema_end: float | None = None  # EMA decay at the end of the run (cosine from ema)
-    # the EMA decay is at most (1 + k) / (ema_warmup + k) after k updates: until `ema` takes
-    # over, the average spans about the last 1 / (ema_warmup - 1) of the run (10: a ninth)
-    ema_warmup: float = 10.0
-    diffaug: str = ""  # DiffAugment policy applied to real and fake: color,translation,cutout
-    aux_weight: float = 1.0  # AC-GAN: weight of the auxiliary classification loss
-    ada_target: float = 0.0  # ADA: target of E[sign D(real)] that tunes p (0 = off; 0.6 typical)
-    ada_p: float = 0.0  # ADA: starting augmentation probability (fixed when ada_target = 0)
-    ada_interval: int = 4  # ADA: D steps between adjustments of p
-    ada_kimg: float = 500.0  # ADA: thousand images for p to go from 0 to 1 at full speed
-    ada_pipeline: str = "bgc"  # ADA ops: b (flips, rot90, shifts), g (geometric), c (colour)
-    style_mixing: float = 0.0  # StyleGAN2: probability of mixing two latents in a batch
-    pl_weight: float = 0.0  # StyleGAN2 path-length regularisation weight (0 = off; 2 typical)
-    pl_every: int = 4  # lazy path-length regularisation: every k steps, scaled by k
-    pl_decay: float = 0.01  # path-length: decay of the running mean length
-    pl_batch_shrink: int = 2  # path-length: batch divided by this for the penalty
-    ortho: float = 0.0  # BigGAN orthogonal regularisation of G's weights (0 = off; 1e-4)
-    topk: float = 0.0  # top-k G updates: min fraction of fakes, best by D, in G's loss (0 = off)
-    topk_decay: float = 0.99  # top-k: kept fraction = max(topk, topk_decay ** epoch)
-    on_divergence: str = "stop"  # on NaN/inf: stop, or rollback (last good checkpoint, lr / 2)
-    health_every: int = 0  # steps between collapse / D-overpowering checks (0 = log_every)
-    max_steps: int | None = 500  # stop after this many steps (None = no step limit)
-    epochs: float | None = None  # stop after this many passes over the data (None = no limit)
-    max_time: str | None = None  # stop after this much training time in all (90s, 10m, 1h30m)
-    seed: int = 0  # seed of weights, noise and data order
-    device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
-    precision: str = "fp32"  # fp32, bf16, fp16 (autocast; fp16 with loss scaling) or auto
-    channels_last: bool = False  # NHWC memory layout for conv nets (faster on many devices)
-    compile: bool = False  # torch.compile the nets (falls back with a warning if it fails)
-    sync_bn: bool = False  # multi-process runs: BatchNorm statistics over all ranks
-    log_every: int = 50  # steps between metric lines in metrics.jsonl / TensorBoard
-    sample_every: int = 100  # steps between sample grids (0 = only at the end)
-    checkpoint_every: int = 250  # steps between checkpoints (0 = only at the end)
-    keep_last: int = 3  # checkpoints kept on disk (oldest deleted first)
-    l1_weight: float = 100.0  # pix2pix: weight of the L1 loss to the target (lambda)
-    cycle_weight: float = 10.0  # cyclegan: cycle-consistency weight (lambda)
-    identity_weight: float = 0.5  # cyclegan: identity loss weight, times cycle_weight
-    pool_size: int = 50  # cyclegan: history of generated images shown to D (0 = off)
-    adv_weight: float = 1e-3  # srgan: adversarial weight beside the content loss
-    content: str = "vgg"  # srgan content loss: vgg (VGG19 features, needs weights) or pixel
-    pixel_loss: str = "mse"  # srgan: loss of the SRResNet phase (and content=pixel): mse or l1
-    warmup_steps: int = 0  # srgan: SRResNet steps (pixel MSE only) before the GAN phase
-    warmup: float = 0.0  # srgan: the same as a share of the run (steps, epochs or max_time)
-    # srgan: end the SRResNet phase sooner, once eval_metric has not improved for this many
-    # evaluations in a row (needs eval_every; 0 = the phase lasts its warmup/warmup_steps)
-    warmup_patience: int = 0
-    crop: int = 0  # srgan: random high-resolution crop side per sample (0 = whole image)
-    # srgan: how the low-resolution side is made: none (the clean antialiased bicubic
-    # downsample the SR papers use) or realesrgan (Real-ESRGAN's random second-order blur,
-    # resize, noise and JPEG, for camera and web photos; ganforge.data.degrade)
-    degrade: str = "none"
-    eval_every: int = 0  # steps between metric evaluations during training (0 = off)
-    eval_metric: str = "fid"  # the metric that picks the kept "best" checkpoint
-    eval_n: int = 2000  # samples per evaluation during training
-    eval_features: str = "auto"  # inception, digits, a classifier file, or auto
+    recipe: str = opt("gan", "training scheme, a key of ganforge.recipes.RECIPES")
+    loss: str = opt("nonsaturating", "nonsaturating, minimax, wasserstein, hinge or lsgan")
+    batch_size: int = opt(64, "images per step")
+    batch_gpu: int = opt(0, "micro-batch per device: gradients accumulated over batch / batch_gpu")
+    lr_g: float = opt(2e-4, "generator Adam learning rate")
+    lr_d: float = opt(2e-4, "discriminator Adam learning rate")
+    beta1: float = opt(0.5, "Adam beta1 (both nets)")
+    beta2: float = opt(0.999, "Adam beta2 (both nets)")
+    optimizer: str = opt("adam", "adam or rmsprop (the original WGAN)")
+    lr_decay: str = opt("none", "none, linear or cosine: constant, then down to lr_end at the end")
+    lr_decay_start: float = opt(0.5, "the decay starts at this fraction of the run (its progress)")
+    lr_end: float = opt(0.0, "learning rate at the end of the decay, as a fraction of lr_g / lr_d")
+    beta2_end: float | None = opt(None, "Adam beta2 at the end of the run (cosine from beta2)")
+    n_critic: int = opt(1, "D steps (each on a fresh batch) per G step")
+    clip: float = opt(0.0, "WGAN weight clipping of D to [-clip, clip] after each D step (0 = off)")
+    gp: float = opt(0.0, "WGAN-GP gradient penalty weight lambda (0 = off)")
+    r1: float = opt(0.0, "R1 penalty gamma on real data (0 = off; Mescheder et al. 2018)")
+    r2: float = opt(0.0, "R2 penalty gamma on generated data (0 = off; R3GAN uses r1 = r2)")
+    r1_every: int = opt(16, "lazy R1 / R2: apply every k steps, scaled by k (1 = in the D step)")
+    gamma_end: float = opt(1.0,
+                           "r1 and r2 at the end of the run, as a fraction (cosine; 1 = fixed)")
+    lecam: float = opt(0.0, "LeCam regularisation weight of D (0 = off; Tseng et al. 2021)")
+    ema: float = opt(0.0, "generator EMA decay used for sampling and evaluation (0 = off)")
+    ema_end: float | None = opt(None, "EMA decay at the end of the run (cosine from ema)")
+    ema_warmup: float = opt(10.0,
+                            "the EMA decay is at most (1 + k) / (ema_warmup + k) after k updates: "
+                            "until `ema` takes over, the average spans about the last 1 / "
+                            "(ema_warmup - 1) of the run (10: a ninth)")
+    diffaug: str = opt("", "DiffAugment policy applied to real and fake: color,translation,cutout")
+    aux_weight: float = opt(1.0, "AC-GAN: weight of the auxiliary classification loss")
+    ada_target: float = opt(0.0,
+                            "ADA: target of E[sign D(real)] that tunes p (0 = off; 0.6 typical)")
+    ada_p: float = opt(0.0, "ADA: starting augmentation probability (fixed when ada_target = 0)")
+    ada_interval: int = opt(4, "ADA: D steps between adjustments of p")
+    ada_kimg: float = opt(500.0, "ADA: thousand images for p to go from 0 to 1 at full speed")
+    ada_pipeline: str = opt("bgc", "ADA ops: b (flips, rot90, shifts), g (geometric), c (colour)")
+    style_mixing: float = opt(0.0, "StyleGAN2: probability of mixing two latents in a batch")
+    pl_weight: float = opt(0.0, "StyleGAN2 path-length regularisation weight (0 = off; 2 typical)")
+    pl_every: int = opt(4, "lazy path-length regularisation: every k steps, scaled by k")
+    pl_decay: float = opt(0.01, "path-length: decay of the running mean length")
+    pl_batch_shrink: int = opt(2, "path-length: batch divided by this for the penalty")
+    ortho: float = opt(0.0, "BigGAN orthogonal regularisation of G's weights (0 = off; 1e-4)")
+    topk: float = opt(0.0,
+                      "top-k G updates: min fraction of fakes, best by D, in G's loss (0 = off)")
+    topk_decay: float = opt(0.99, "top-k: kept fraction = max(topk, topk_decay ** epoch)")
+    on_divergence: str = opt("stop", "on NaN/inf: stop, or rollback (last good checkpoint, lr / 2)")
+    health_every: int = opt(0, "steps between collapse / D-overpowering checks (0 = log_every)")
+    max_steps: int | None = opt(500, "stop after this many steps (None = no step limit)")
+    epochs: float | None = opt(None, "stop after this many passes over the data (None = no limit)")
+    max_time: str | None = opt(None, "stop after this much training time in all (90s, 10m, 1h30m)")
+    seed: int = opt(0, "seed of weights, noise and data order")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
+    precision: str = opt("fp32", "fp32, bf16, fp16 (autocast; fp16 with loss scaling) or auto")
+    channels_last: bool = opt(False, "NHWC memory layout for conv nets (faster on many devices)")
+    compile: bool = opt(False, "torch.compile the nets (falls back with a warning if it fails)")
+    sync_bn: bool = opt(False, "multi-process runs: BatchNorm statistics over all ranks")
+    log_every: int = opt(50, "steps between metric lines in metrics.jsonl / TensorBoard")
+    sample_every: int = opt(100, "steps between sample grids (0 = only at the end)")
+    checkpoint_every: int = opt(250, "steps between checkpoints (0 = only at the end)")
+    keep_last: int = opt(3, "checkpoints kept on disk (oldest deleted first)")
+    l1_weight: float = opt(100.0, "pix2pix: weight of the L1 loss to the target (lambda)")
+    cycle_weight: float = opt(10.0, "cyclegan: cycle-consistency weight (lambda)")
+    identity_weight: float = opt(0.5, "cyclegan: identity loss weight, times cycle_weight")
+    pool_size: int = opt(50, "cyclegan: history of generated images shown to D (0 = off)")
+    adv_weight: float = opt(1e-3, "srgan: adversarial weight beside the content loss")
+    content: str = opt("vgg", "srgan content loss: vgg (VGG19 features, needs weights) or pixel")
+    pixel_loss: str = opt("mse", "srgan: loss of the SRResNet phase (and content=pixel): mse or l1")
+    warmup_steps: int = opt(0, "srgan: SRResNet steps (pixel MSE only) before the GAN phase")
+    warmup: float = opt(0.0, "srgan: the same as a share of the run (steps, epochs or max_time)")
+    warmup_patience: int = opt(0,
+                               "srgan: end the SRResNet phase sooner, once eval_metric has not "
+                               "improved for this many evaluations in a row (needs eval_every; 0 = "
+                               "the phase lasts its warmup/warmup_steps)")
+    crop: int = opt(0, "srgan: random high-resolution crop side per sample (0 = whole image)")
+    degrade: str = opt("none",
+                       "srgan: how the low-resolution side is made: none (the clean antialiased "
+                       "bicubic downsample the SR papers use) or realesrgan (Real-ESRGAN's random "
+                       "second-order blur, resize, noise and JPEG, for camera and web photos; "
+                       "ganforge.data.degrade)")
+    eval_every: int = opt(0, "steps between metric evaluations during training (0 = off)")
+    eval_metric: str = opt("fid", "the metric that picks the kept best checkpoint")
+    eval_n: int = opt(2000, "samples per evaluation during training")
+    eval_features: str = opt("auto", "inception, digits, a classifier file, or auto")
 
 
 # config.json's format: 2 = stylegan2 reads mbstd=0 as no minibatch-std (version 1 built it
@@ -765,16 +783,12 @@ def validate(cfg: Config) -> None:
 
 
 def describe(cfg: Config) -> str:
-    """The resolved config as ``section.key = value`` lines with their comments."""
-    import inspect
-
+    """The resolved config as ``section.key = value`` lines with their help texts."""
     lines = [f"preset = {cfg.preset}"]
     for sec in ("data", "model", "train"):
         obj = getattr(cfg, sec)
-        src = inspect.getsource(type(obj))
-        comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.*)$", src, re.M))
         for f in fields(obj):
             val = json.dumps(getattr(obj, f.name))
-            c = comments.get(f.name, "")
+            c = f.metadata.get("help", "")
             lines.append(f"{sec}.{f.name} = {val}" + (f"    # {c}" if c else ""))
     return "\n".join(lines)
