@@ -47,7 +47,7 @@ def check_names(cfg: Config) -> None:
     if t.recipe not in RECIPES:
         raise GanforgeError(f"unknown recipe '{t.recipe}': use one of "
                             f"{', '.join(sorted(RECIPES))}")
-    img2img = getattr(RECIPES[t.recipe], "img2img", False)
+    img2img = RECIPES[t.recipe].img2img
     if img2img != (cfg.data.task != "none"):
         raise GanforgeError(
             f"recipe={t.recipe} needs {'image pairs: set task=...' if img2img else 'task=none'}"
@@ -60,6 +60,7 @@ def check_names(cfg: Config) -> None:
     if bad:
         raise GanforgeError(f"unknown diffaug policy {bad[0]!r}: use any of "
                             f"{','.join(POLICIES)}")
+
 
 # train keys every run reads: the loop, its optimiser schedule, its stop rules, its outputs
 COMMON_TRAIN = (
@@ -107,7 +108,7 @@ NEEDS: dict[str, tuple[str, Callable[[Config], bool]]] = {
     "train.eval_n": ("eval_every > 0", _evaluates),
     "train.eval_features": ("eval_every > 0 on images", lambda c: c.train.eval_every > 0
                             and not _vectors(c)),
-    "train.eval_metric": ("eval_every > 0",
+    "train.eval_metric": ("eval_every > 0 (or warmup_patience)",
                           lambda c: c.train.eval_every > 0 or c.train.warmup_patience > 0),
     "train.style_mixing": ("arch=stylegan2", lambda c: c.model.arch == "stylegan2"),
     "train.pl_weight": ("arch=stylegan2", lambda c: c.model.arch == "stylegan2"),
