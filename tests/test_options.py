@@ -254,3 +254,20 @@ def test_pix2pix_ema_is_what_previews_metrics_and_translate_use(tmp_path, monkey
 def test_common_keys_are_not_also_declared_by_a_recipe():
     for name, cls in RECIPES.items():
         assert not set(getattr(cls, "OPTIONS", ())) & set(COMMON_TRAIN), name
+
+
+def test_resuming_with_eval_every_checks_the_runs_metric_first(tmp_path, capsys):
+    """An old toy run kept eval_metric=fid (the toy preset's before it became coverage):
+    turning eval_every on when resuming is refused before any work, not at the first eval."""
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "toy", "--max-steps", "2", "--out", str(run), "-q",
+                 "hidden=16", "sample_every=0", "checkpoint_every=0"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    saved["train"]["eval_metric"] = "fid"
+    (run / "config.json").write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--max-steps", "4", "eval_every=2", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "eval_metric=fid is not computed for vector data" in err and "Traceback" not in err
+    assert [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step")] == [
+        "step_00000002"]

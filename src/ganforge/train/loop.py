@@ -25,7 +25,7 @@ from rich.console import Console
 from .. import checkpoint as ck
 from ..config import RESUMABLE, Config, parse_duration, resume_changes
 from ..errors import GanforgeError
-from ..options import check_config, check_names
+from ..options import check_config, check_eval_metric, check_names
 from ..recipes import RECIPES
 from ..schedules import interpolate
 from ..utils import atomic_write_text, format_duration, pick_device
@@ -74,9 +74,10 @@ class Trainer:
         if self.run.exists() and not resume and any(self.run.iterdir()) and self.dist.main:
             raise GanforgeError(f"run folder {self.run} is not empty: resume it with "
                                 f"--resume {self.run} or choose another --out")
-        if resume:
+        if resume:  # eval_every may be switched on: its metric is checked for this run too
             self._check_resume()
             check_names(cfg)
+            check_eval_metric(cfg)
         else:  # names, and options this run does not read (build_config checks them too)
             check_config(cfg)
         self.data = data if data is not None else load_data(cfg, log=self._note)
