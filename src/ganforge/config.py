@@ -181,6 +181,13 @@ class TrainConfig:
     eval_metric: str = opt("fid", "the metric that picks the kept best checkpoint")
     eval_n: int = opt(2000, "samples per evaluation during training")
     eval_features: str = opt("auto", "inception, digits, a classifier file, or auto")
+    init: str | None = opt(None, "fine-tune: start the nets from this run folder's latest "
+                           "checkpoint (or a NET.safetensors file) instead of random weights")
+    init_sha256: str = opt("", "content hash of the init weights (filled in at the start)")
+    freeze_d: int = opt(0, "FreezeD (Mo et al. 2020) when fine-tuning: D's K blocks nearest the "
+                        "input (highest resolution first) keep the init weights")
+    freeze_mapping: bool = opt(False, "StyleGAN2 fine-tuning: G's mapping network keeps the "
+                               "init weights")
 
 
 # config.json's format: 2 = stylegan2 reads mbstd=0 as no minibatch-std (version 1 built it
@@ -480,7 +487,8 @@ def resume_changes(saved: Config, cfg: Config) -> list[str]:
 
 # keys a run fills in at its start when they hold these values (the channels of the images,
 # the crop side picked from the photos, the micro-batch that fits in the device's memory)
-FILLED_AT_START = {"data.channels": None, "train.crop": 0, "train.batch_gpu": 0}
+FILLED_AT_START = {"data.channels": None, "train.crop": 0, "train.batch_gpu": 0,
+                   "train.init_sha256": ""}
 
 
 # filled in from the data at run start; readable in config.json, not settable by users
@@ -684,6 +692,7 @@ def validate(cfg: Config) -> None:
     need(m.g_base >= 1 and m.d_base >= 1 and m.n_blocks >= 0 and m.d_layers >= 1,
          "g_base, d_base, d_layers must be >= 1 and n_blocks >= 0")
     need(t.content in ("vgg", "pixel"), f"content={t.content!r}: use vgg or pixel")
+    need(t.freeze_d >= 0, f"freeze_d={t.freeze_d}: the number of D blocks kept fixed, >= 0")
     need(min(t.l1_weight, t.cycle_weight, t.identity_weight, t.adv_weight) >= 0,
          "loss weights must be >= 0")
     need(t.pool_size >= 0 and t.warmup_steps >= 0 and t.crop >= 0,

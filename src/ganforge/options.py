@@ -68,7 +68,7 @@ COMMON_TRAIN = (
     "lr_decay_start", "lr_end", "beta2_end", "on_divergence",
     "max_steps", "epochs", "max_time", "seed", "device", "precision", "channels_last",
     "compile", "sync_bn", "log_every", "sample_every", "checkpoint_every", "keep_last",
-    "eval_every", "eval_metric", "eval_n")
+    "eval_every", "eval_metric", "eval_n", "init", "init_sha256", "freeze_d", "freeze_mapping")
 
 
 def _ema(c: Config) -> bool:
@@ -112,6 +112,9 @@ NEEDS: dict[str, tuple[str, Callable[[Config], bool]]] = {
                           lambda c: c.train.eval_every > 0 or c.train.warmup_patience > 0),
     "train.style_mixing": ("arch=stylegan2", lambda c: c.model.arch == "stylegan2"),
     "train.pl_weight": ("arch=stylegan2", lambda c: c.model.arch == "stylegan2"),
+    "train.freeze_d": ("init (fine-tuning)", lambda c: bool(c.train.init)),
+    "train.freeze_mapping": ("init (fine-tuning) and arch=stylegan2",
+                             lambda c: bool(c.train.init) and c.model.arch == "stylegan2"),
     "model.shared_dim": ("g_cond=cbn (a conditional BigGAN G)", lambda c: c.model.g_cond != "none"),
     "model.latent_mixture_std": ("latent_mixture > 0", lambda c: c.model.latent_mixture > 0),
 }

@@ -268,6 +268,12 @@ class Discriminator(nn.Module):
         h = F.relu(self.last(h)).sum(dim=(2, 3))  # global sum pooling -> [N, C4]
         return self.head(h, c, with_aux)
 
+    def input_blocks(self) -> list[list[nn.Module]]:
+        """D's layers nearest the input, one group per resolution (highest first): FreezeD
+        keeps the first K groups fixed; the last module of a group outputs its features."""
+        return [[b] + ([self.attention] if i == self.attn_index else [])
+                for i, b in enumerate(self.blocks)]
+
 
 # the ModelConfig keys this family reads (beyond arch and the shape taken from the data)
 OPTIONS = ("latent_dim", "g_channel_base", "g_channel_max", "d_channel_base", "d_channel_max",

@@ -116,6 +116,16 @@ class Discriminator(nn.Module):
             h = self.mbstd(h)
         return self.head(h.flatten(1), c, with_aux)  # h: [N, C4*16]
 
+    def input_blocks(self) -> list[list[nn.Module]]:
+        """D's layers nearest the input, one group per resolution (highest first): FreezeD
+        keeps the first K groups fixed; the last module of a group outputs its features."""
+        groups: list[list[nn.Module]] = []
+        for m in self.features:  # a group starts at each strided conv
+            if isinstance(m, nn.Conv2d):
+                groups.append([])
+            groups[-1].append(m)
+        return groups
+
 
 def init_weights(module: nn.Module) -> None:
     """N(0, 0.02) weights for convs, linears and the projection embedding; BatchNorm gain

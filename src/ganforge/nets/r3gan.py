@@ -326,6 +326,12 @@ class Discriminator(nn.Module):
             return (h * self.embed(c).to(h.dtype)).sum(dim=1)  # projection only, [N]
         return h.view(-1)
 
+    def input_blocks(self) -> list[list[nn.Module]]:
+        """D's layers nearest the input, one group per resolution (highest first): FreezeD
+        keeps the first K groups fixed; the last module of a group outputs its features."""
+        stages = [[s] for s in self.stages[:-1]]  # the last stage is the 4x4 head
+        return [[self.from_rgb] + stages[0]] + stages[1:] if stages else [[self.from_rgb]]
+
 
 # the ModelConfig keys this family reads (beyond arch and the shape taken from the data)
 OPTIONS = ("latent_dim", "g_channel_base", "g_channel_max", "d_channel_base", "d_channel_max",

@@ -413,6 +413,12 @@ class Discriminator(nn.Module):
             out = out + (self.embed(c).to(h.dtype) * h).sum(dim=1) / math.sqrt(h.shape[1])
         return out
 
+    def input_blocks(self) -> list[list[nn.Module]]:
+        """D's layers nearest the input, one group per resolution (highest first): FreezeD
+        keeps the first K groups fixed; the last module of a group outputs its features."""
+        blocks = [[b] for b in self.blocks]
+        return [[self.fromrgb] + blocks[0]] + blocks[1:] if blocks else [[self.fromrgb]]
+
 
 # the ModelConfig keys this family reads (beyond arch and the shape taken from the data)
 OPTIONS = ("latent_dim", "g_channel_base", "g_channel_max", "d_channel_base", "d_channel_max",

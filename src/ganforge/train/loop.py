@@ -28,6 +28,7 @@ from ..errors import GanforgeError
 from ..options import check_config, check_eval_metric, check_names
 from ..recipes import RECIPES
 from ..schedules import interpolate
+from ..transfer import InitWeights, frozen_parameters
 from ..utils import atomic_write_text, format_duration, pick_device
 from . import dist, memory
 from .batches import describe_data, fill_model_shape, load_data, make_batches, save_preview
@@ -88,6 +89,11 @@ class Trainer:
 
         torch.manual_seed(t.seed)
         self.recipe = RECIPES[t.recipe](cfg)  # builds its nets (two generators for CycleGAN)
+        # parameters that keep their init weights (freeze_d, freeze_mapping)
+        self.frozen = frozen_parameters(cfg, self.recipe.nets())
+        init = InitWeights(cfg) if t.init and not resume else None  # fine-tuning (--init)
+        if init is not None:
+            init.load(self.recipe.nets(), self._note)
         self.recipe.to(self.device)
         for note in self.recipe.notes:
             self._say(f"[yellow]{note}[/yellow]")
@@ -100,6 +106,8 @@ class Trainer:
             # a compiled G's forward is bound to G itself: the copy runs its own, uncompiled
             self.G_ema._compiled_call_impl = None
             self.nets["G_ema"] = self.G_ema
+            if init is not None:  # the source's EMA generator, where it kept one
+                init.load({"G_ema": self.G_ema}, self._note)
         self.opts = self.recipe.optimizers()
         self.base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.opts.items()}
         self.phases = self.recipe.phases()
@@ -669,6 +677,8 @@ class Trainer:
                 continue
             for name, net in self.nets.items():
                 net.requires_grad_(name in phase.trainable)
+            for p in self.frozen:
+                p.requires_grad_(False)
             opt = self.opts[phase.opt]
             for _ in range(phase.repeat):
                 if phase.fresh_batch or not micro:
@@ -701,6 +711,8 @@ class Trainer:
             self._update_ema()
         for name, net in self.nets.items():
             net.requires_grad_(name != "G_ema")
+        for p in self.frozen:
+            p.requires_grad_(False)
         return out
 
     def _micro_batches(self, batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
