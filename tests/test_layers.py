@@ -21,8 +21,10 @@ LAYERS = [
     ["ganforge.recipes"],  # training schemes: nets, optimisers, phases, losses
     ["ganforge.options"],  # a run's config: which keys it reads, the names it uses
     ["ganforge.checkpoint"],  # the run folder's I/O, below training and use
+    ["ganforge.transfer"],  # starting a run from another run's weights (--init)
     ["ganforge.train", "ganforge.generate"],  # training a run; using one
-    ["ganforge.evaluate"],  # the eval application: a run or two folders -> a report
+    # applications over a trained run: eval reports, projection, latent directions
+    ["ganforge.evaluate", "ganforge.project", "ganforge.directions"],
     ["ganforge.cli", "ganforge.__main__", "ganforge"],
 ]
 

@@ -27,7 +27,7 @@ def test_the_readme_python_api_examples_run(tmp_path, monkeypatch):
     assert scope["y"].shape == scope["x"].shape
     assert tuple(scope["big_x"].shape) == (16, 1, 32, 32)
     assert scope["threes"].shape[0] == 8 and scope["report"]["metrics"]["fid"] >= 0
-    for run in ("quick", "sg2", "big", "mine", "p2p", "sr"):
+    for run in ("quick", "quick-ft", "sg2", "big", "mine", "p2p", "sr"):
         assert (tmp_path / "runs" / run / "config.json").is_file()
 
 

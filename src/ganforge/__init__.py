@@ -19,13 +19,31 @@ from .options import build_config
 
 if TYPE_CHECKING:
     from . import train
+    from .directions import (
+        Directions,
+        edit,
+        ganspace,
+        load_directions,
+        load_latent,
+        save_directions,
+        save_latent,
+        sefa,
+    )
     from .generate import TrainedGAN, load
+    from .project import Projection, project_images
+    from .transfer import finetune_config
 
 __version__ = "0.1.0"
 
 # imported when first used: torch and the nets load only for the commands that need them, so
 # `ganforge --help` and `ganforge presets` start at once
-_LAZY = {"train": ".train", "TrainedGAN": ".generate", "load": ".generate"}
+_LAZY = {"train": ".train", "TrainedGAN": ".generate", "load": ".generate",
+         "finetune_config": ".transfer"}
+_LAZY.update(dict.fromkeys(["Directions", "sefa", "ganspace", "edit", "save_directions",
+                            "load_directions", "save_latent", "load_latent"], ".directions"))
+# projection: the function is exported as `project_images` (`ganforge.project` is the module,
+# `from ganforge.project import project` the same function)
+_LAZY.update(dict.fromkeys(["project_images", "Projection"], ".project"))
 
 
 def __getattr__(name: str) -> Any:
@@ -34,5 +52,9 @@ def __getattr__(name: str) -> Any:
     module = importlib.import_module(_LAZY[name], __name__)
     return module if name == "train" else getattr(module, name)
 
-__all__ = ["Config", "GanforgeError", "TrainedGAN", "build_config", "load", "train",
+__all__ = ["Config", "GanforgeError", "TrainedGAN", "build_config", "finetune_config", "load",
+           "train",
            "__version__"]
+__all__ += ["Directions", "edit", "ganspace", "load_directions", "load_latent",
+            "save_directions", "save_latent", "sefa"]
+__all__ += ["Projection", "project_images"]

@@ -1,4 +1,5 @@
-"""The ``ganforge`` command line: train, sample, interpolate, info, presets.
+"""The ``ganforge`` command line: train, sample, interpolate, info, presets, directions, edit,
+project.
 
 Every bad input ends as one ``error: ...`` line on stderr and exit status 2, never a traceback.
 """
@@ -51,6 +52,10 @@ def _default_run_dir(cfg) -> Path:
               help="run folder  [default: runs/PRESET-DATA-TIME]")
 @click.option("--resume", type=click.Path(path_type=Path),
               help="continue the run in this folder (stop rules may be changed)")
+@click.option("--init", "init", type=click.Path(path_type=Path),
+              help="fine-tune: a new run whose nets start from this run folder (its nets, "
+                   "recipe and settings; change data, steps, freeze_d=K ... as key=value) or "
+                   "from a NET.safetensors file (nets from --preset)")
 @click.option("--resolution", type=int, help="32, 64 or 128 (stylegan2: up to 1024, biggan: "
               "up to 512)  [default: 32]")
 @click.option("--channels", type=int, help="1 or 3  [default: from the data]")
@@ -79,7 +84,8 @@ def _default_run_dir(cfg) -> Path:
 # long: one command's whole set-up (flags -> overrides, resume, the auto recipe, dry run,
 # torchrun) read top to bottom; each branch is a few lines and used once
 def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
-          out_dir: Path | None, resume: Path | None, resolution: int | None,
+          out_dir: Path | None, resume: Path | None, init: Path | None,
+          resolution: int | None,
           channels: int | None, max_steps: int | None, epochs: float | None,
           max_time: str | None, batch_size: int | None, device: str | None, seed: int | None,
           on_divergence: str | None, precision: str | None, channels_last: bool | None,
@@ -108,7 +114,20 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
     data_obj = None  # the data, when choosing the recipe already loaded it
     kv = as_dict(list(overrides))
     kv.update({k: str(v) for k, v in flags.items() if v is not None})
-    if resume is not None:
+    if init is not None and resume is not None:
+        raise GanforgeError("--init starts a new run from another's weights and --resume "
+                            "continues a run: use one of them")
+    if init is not None and Path(init).is_file():  # one net's weights: nets from the preset
+        kv["init"] = str(Path(init).resolve())
+    if init is not None and not Path(init).is_file():  # a run: its nets and settings
+        from .transfer import finetune_config
+
+        if preset is not None:
+            raise GanforgeError("--init RUN takes the nets and recipe of that run: drop "
+                                "--preset (change training keys with key=value)")
+        cfg = finetune_config(init, kv)
+        run = out_dir or _default_run_dir(cfg)
+    elif resume is not None:
         if preset is not None:
             raise GanforgeError("--preset cannot change a run being resumed; drop it")
         cfg = Config.load(Path(resume) / "config.json")
@@ -352,6 +371,117 @@ def _parse_layers(text: str) -> list[int]:
     return out
 
 
+def _parse_strengths(text: str) -> list[float]:
+    """``"1,2,3"`` -> the grid's columns -3, -2, -1, 0, 1, 2, 3."""
+    try:
+        mags = sorted({abs(float(p)) for p in text.split(",") if p.strip()} - {0.0})
+    except ValueError:
+        mags = []
+    if not mags:
+        raise GanforgeError(f"--strengths {text!r}: give positive strengths like 1,2,3 "
+                            "(the grid shows -3 .. 3)")
+    return [-m for m in reversed(mags)] + [0.0] + mags
+
+
+@app.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--method", type=click.Choice(["sefa", "ganspace"]), default="sefa",
+              show_default=True, help="SeFa (closed form) or GANSpace (PCA of w, StyleGAN)")
+@click.option("--k", "k", type=int, default=10, show_default=True, help="directions to find")
+@click.option("--layers", help="SeFa on StyleGAN runs: the w layers, e.g. 0-3  [default: all]")
+@click.option("--out", "out_file", type=click.Path(path_type=Path),
+              help="directions file  [default: RUN/directions/METHOD.safetensors]; the grids "
+                   "go to a folder of the same name")
+@click.option("--seeds", type=int, default=4, show_default=True, help="rows of each grid")
+@click.option("--strengths", default="1,2,3", show_default=True,
+              help="grid columns, mirrored around 0; 1 = one std of the latents")
+@click.option("--n", "n", type=int, default=10_000, show_default=True,
+              help="w samples (GANSpace's PCA; the stds in w)")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of samples and rows")
+@click.option("--class", "cls", help="conditional runs: the class of the grid rows")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps")
+def directions(run: Path, method: str, k: int, layers: str | None, out_file: Path | None,
+               seeds: int, strengths: str, n: int, seed: int, cls: str | None,
+               device: str) -> None:
+    """Find latent directions (SeFa or GANSpace), write them and a grid per direction."""
+    from . import directions as dr
+    from .generate import load
+    from .utils import save_png
+
+    cols = _parse_strengths(strengths)
+    if seeds < 1:
+        raise GanforgeError("--seeds must be >= 1")
+    g = _sampler(load(run, device=device))
+    dirs = dr.find_directions(g, method, k, _parse_layers(layers) if layers else None, n, seed)
+    out_file = out_file or Path(run) / "directions" / f"{method}.safetensors"
+    dr.save_directions(dirs, out_file)
+    folder = out_file.with_suffix("")
+    latent, labels = dr.seed_latent(g, seeds, seed, dirs.space, cls)
+    for i in range(len(dirs)):
+        imgs = dr.direction_grid(g, dirs, i, latent, cols, labels)
+        save_png(dr.grid_png(imgs, len(cols)), folder / f"{i:02d}.png")
+    err.print(f"wrote {len(dirs)} {method} directions ({dirs.space} space) to {out_file} and "
+              f"a grid per direction to {folder}/ (step {g.step})")
+
+
+def _parse_direction(text: str) -> tuple[Path, int]:
+    """``FILE:K`` (or ``FILE``: direction 0)."""
+    path, sep, k = text.rpartition(":")
+    if sep and k.strip().lstrip("-").isdigit():
+        return Path(path), int(k)
+    return Path(text), 0
+
+
+@app.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--direction", "direction", required=True,
+              help="FILE:K, direction K of a `ganforge directions` file")
+@click.option("--strength", type=float, required=True, help="how far; 1 = one std of the latents")
+@click.option("--latent", "latent_file", type=click.Path(path_type=Path),
+              help="a latent file (safetensors: 'latent' [N, dim] or [N, num_ws, w_dim], "
+                   "metadata space z, w or w+)")
+@click.option("--seed", type=int, help="edit the sample of this seed instead")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="folder  [default: RUN/edits]")
+@click.option("--class", "cls", help="conditional runs: the class of --seed or z latents")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps")
+def edit(run: Path, direction: str, strength: float, latent_file: Path | None,
+         seed: int | None, out_dir: Path | None, cls: str | None, device: str) -> None:
+    """Move latents along a direction: the edited PNGs and a side-by-side (source | edited)."""
+    import torch
+
+    from . import directions as dr
+    from .generate import load
+    from .utils import save_grid, save_png, to_uint8
+
+    if (latent_file is None) == (seed is None):
+        raise GanforgeError("give the latents to edit: --latent FILE or --seed N (one of them)")
+    path, k = _parse_direction(direction)
+    dirs = dr.load_directions(path)
+    g = _sampler(load(run, device=device))
+    dr.check_fits(g, dirs)
+    step = dirs.step_of(k)
+    if latent_file is not None:
+        latent, space, labels = dr.load_latent(latent_file)
+        dr.check_latent(g, latent, space)
+        if cls is not None:
+            if space != "z":
+                raise GanforgeError(f"--class is for z latents: a {space} latent holds its class")
+            labels = g.labels(latent.shape[0], cls)
+    else:
+        space = dirs.space
+        latent, labels = dr.seed_latent(g, 1, seed, space, cls)
+    dr.check_fits(g, dirs, space)
+    src = dr.render(g, latent, space, labels)
+    edited = dr.edit(g, latent, step, strength, space, labels, dirs.layers)
+    out_dir = out_dir or Path(run) / "edits"
+    for i, img in enumerate(to_uint8(edited)):
+        save_png(img, out_dir / f"{i:05d}.png")
+    save_grid(torch.stack([src, edited], dim=1).flatten(0, 1), out_dir / "compare.png", nrow=2)
+    err.print(f"wrote {edited.shape[0]} edited image(s) to {out_dir} and source | edited to "
+              f"{out_dir / 'compare.png'} (direction {k} of {path}, strength {strength:g})")
+
+
 @app.command(context_settings=CONTEXT)
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
@@ -407,6 +537,7 @@ _METRIC_LABELS = {
     "l1_copy_input": "L1 of the input itself", "psnr_copy_input": "PSNR of the input itself",
     "ssim_copy_input": "SSIM of the input itself", "l1_bicubic": "L1 of bicubic",
     "psnr_bicubic": "PSNR of bicubic", "ssim_bicubic": "SSIM of bicubic",
+    "ppl_z": "PPL in z", "ppl_w": "PPL in w",
 }
 
 
@@ -414,7 +545,7 @@ def _metric_rows(m: dict) -> list[tuple[str, str]]:
     rows = []
     for k, v in m.items():
         if k in ("fid_std", "kid_std", "is_std", "classes_total",
-                 "modes_total"):
+                 "modes_total", "ppl_z_std", "ppl_w_std"):
             continue
         label = _METRIC_LABELS.get(k, k)
         if k == "fid" and "fid_std" in m:
@@ -427,6 +558,9 @@ def _metric_rows(m: dict) -> list[tuple[str, str]]:
             text = f"{v}/{m.get('classes_total', '?')}"
         elif k == "modes":
             text = f"{v:.0f}/{m.get('modes_total', 0):.0f}"
+        elif k in ("ppl_z", "ppl_w") and isinstance(v, float):
+            std = m.get(f"{k}_std")
+            text = f"{v:.4g}" + (f" (std of the lengths {std:.4g})" if std is not None else "")
         elif isinstance(v, float):
             text = f"{v:.4f}"
         else:
@@ -445,6 +579,10 @@ def _print_report(report: dict, title: str) -> None:
         t.add_row(label, text)
     out.print(t)
     out.print(f"features: {report['features']}", markup=False, highlight=False)
+    if "ppl_distance" in report:
+        out.print(f"ppl: {report['ppl_pairs']} pairs, t = 0 ({report['ppl_sampling']}-points), "
+                  f"epsilon {report['ppl_epsilon']:g}, lengths in the 1st-99th percentile; "
+                  f"distance: {report['ppl_distance']}", markup=False, highlight=False)
 
 
 @app.command(name="eval", context_settings=CONTEXT)
@@ -452,9 +590,11 @@ def _print_report(report: dict, title: str) -> None:
 @click.option("--data", help="real data to compare with  [default: the run's training data]")
 @click.option("--metrics", "metrics", default="fid,kid,is,pr,dc,classes", show_default=True,
               help="comma-separated: fid, kid, is, pr (precision/recall), dc "
-                   "(density/coverage), classes")
+                   "(density/coverage), classes, ppl (perceptual path length in z, and in w "
+                   "for StyleGAN runs; LPIPS-VGG16, else pixel MSE)")
 @click.option("--n", "n", type=int, default=10_000, show_default=True,
-              help="generated samples (and real samples at most)")
+              help="generated samples (and real samples at most); ppl walks min(N, 10,000) "
+                   "latent pairs")
 @click.option("--features", default="auto", show_default=True,
               help="inception, digits, a classifier file from `ganforge features train`, or "
                    "auto (Inception when its weights are found, the digits classifier on "
@@ -473,8 +613,9 @@ def _print_report(report: dict, title: str) -> None:
 def evaluate(run: Path | None, data: str | None, metrics: str, n: int, features: str,
              inception_weights: Path | None, real_dir: str | None, fake_dir: str | None,
              resolution: int | None, checkpoint: str | None, seed: int, device: str) -> None:
-    """Score a run (FID, KID, IS, precision/recall, density/coverage, classes; mode coverage
-    for 2-D data) and write RUN/eval.json; or compare two image folders with --real/--fake."""
+    """Score a run (FID, KID, IS, precision/recall, density/coverage, classes, perceptual path
+    length; mode coverage for 2-D data) and write RUN/eval.json; or compare two image folders
+    with --real/--fake."""
     from .evaluate import evaluate_folders, evaluate_run
     from .metrics.evaluate import finite_json
     from .utils import atomic_write_text
@@ -590,13 +731,13 @@ def _sampler(g):
     return g
 
 
-def _image_files(path: Path) -> list[Path]:
+def _image_files(path: Path, flag: str = "--input") -> list[Path]:
     from .data.images import is_image_name
 
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise GanforgeError(f"--input {path} does not exist: give an image file or a folder")
+        raise GanforgeError(f"{flag} {path} does not exist: give an image file or a folder")
     files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p.name)
                    and not any(part.startswith(".") for part in p.relative_to(path).parts))
     if not files:
@@ -688,6 +829,115 @@ def upscale(run: Path, input_path: Path, out_dir: Path, tile: int, checkpoint: s
         raise GanforgeError(f"this is a {t.kind} run: use `ganforge translate`")
     _convert_each(t, _image_files(input_path), input_path, out_dir, t.in_channels,
                   lambda x: t.upscale(x, tile))
+
+
+@app.command(name="project", context_settings=CONTEXT)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--image", "image_path", type=click.Path(path_type=Path), required=True,
+              help="an image file or a folder of images (converted to the run's channels, "
+                   "centre-cropped to a square and resized to its resolution)")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="folder for NAME.png, NAME_compare.png, NAME.safetensors and report.json")
+@click.option("--space", type=click.Choice(["z", "w", "w+"]),
+              help="latent space  [default: w for StyleGAN runs, z for the others]")
+@click.option("--steps", type=int, default=500, show_default=True,
+              help="optimisation steps (StyleGAN2-ADA's projector runs 1000)")
+@click.option("--class", "cls", help="conditional runs: the class of the image(s)")
+@click.option("--distance", type=click.Choice(["auto", "lpips", "pixel"]), default="auto",
+              show_default=True, help="auto: LPIPS-VGG16 when its weights are found, else "
+              "pixel: pixel MSE + D features")
+@click.option("--gif", is_flag=True, help="also write NAME.gif: target beside the "
+              "reconstruction during the optimisation")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the latent noise "
+              "and the z draws")
+@_run_options
+def project_cmd(run: Path, image_path: Path, out_dir: Path, space: str | None, steps: int,
+                cls: str | None, distance: str, gif: bool, seed: int, checkpoint: str | None,
+                device: str) -> None:
+    """Project images into a trained generator (GAN inversion): the latent of each, its
+    reconstruction, PSNR and SSIM."""
+    from . import project as pj
+    from .generate import load
+
+    def say(msg: str) -> None:
+        err.print(msg, markup=False, highlight=False)
+
+    g = pj.check_run(load(run, device=device, checkpoint=checkpoint))
+    space = pj.check_space(g, space)
+    pj.class_labels(g, 1, cls)  # a conditional run without --class: one line, before reading
+    m = g.cfg.model
+    x, files, failed, notes = pj.load_targets(_image_files(image_path, "--image"),
+                                              m.resolution, m.channels)
+    for note in notes:
+        say(note)
+    if failed:
+        say(f"skipped {len(failed)} unreadable file(s): " + ", ".join(failed[:5])
+            + (" ..." if len(failed) > 5 else ""))
+    if not files:
+        raise GanforgeError(f"no image could be read from {image_path}")
+    every = max(1, steps // 50) if gif else 0
+    p = pj.project(g, x, space, steps, cls, seed, distance, log=say, record_every=every)
+    report = _write_projection(g, run, p, x, _projection_names(files, image_path), out_dir,
+                               seed, cls)
+    from rich.table import Table
+
+    t = Table(title=f"projection into {p.space} ({p.steps} steps)", header_style="bold")
+    for col in ("image", "PSNR (dB)", "SSIM"):
+        t.add_column(col)
+    for r in report["images"]:
+        t.add_row(r["name"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}")
+    t.add_row("mean", f"{report['mean_psnr']:.2f}", f"{report['mean_ssim']:.4f}")
+    out.print(t)
+    out.print(f"distance: {p.distance}", markup=False, highlight=False)
+    out.print(f"wrote {len(files)} projection(s) and report.json to {out_dir}", markup=False,
+              highlight=False)
+
+
+def _projection_names(files: list[Path], root: Path) -> list[str]:
+    """Output names: the path under ``root`` without suffix, made unique."""
+    names: list[str] = []
+    for f in files:
+        base = (f.relative_to(root) if root.is_dir() else Path(f.name)).with_suffix("")
+        name, i = base.as_posix(), 1
+        while name in names or name == "report":
+            i += 1
+            name = f"{base.as_posix()}_{i}"
+        names.append(name)
+    return names
+
+
+def _write_projection(g, run: Path, p, targets, names: list[str], out_dir: Path, seed: int,
+                      cls: str | None) -> dict:
+    """NAME.png, NAME_compare.png, NAME.safetensors (and NAME.gif) per image, report.json."""
+    import torch
+    from PIL import Image
+
+    from .directions import save_latent
+    from .utils import atomic_write_text, make_grid, save_grid, save_png, to_pil, to_uint8
+
+    tgt, rec = to_uint8(targets), to_uint8(p.reconstructions)
+    rows = []
+    for i, name in enumerate(names):
+        save_png(rec[i], out_dir / f"{name}.png")
+        save_grid(torch.stack([tgt[i], rec[i]]), out_dir / f"{name}_compare.png", nrow=2)
+        save_latent(out_dir / f"{name}.safetensors", p.latents[i:i + 1], p.space,
+                    p.labels[i:i + 1] if p.labels is not None else None, str(run), g.step)
+        if p.frames:
+            scale = max(1, -(-128 // tgt.shape[-1]))  # at least 128 pixels high
+            frames = [to_pil(make_grid(torch.stack([tgt[i], f[i]]), nrow=2)) for f in p.frames]
+            frames = [im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+                      for im in frames]
+            frames[0].save(out_dir / f"{name}.gif", save_all=True, append_images=frames[1:],
+                           duration=80, loop=0)
+        rows.append({"name": name, "psnr": float(p.psnr[i]), "ssim": float(p.ssim[i])})
+    report = {"run": str(run), "checkpoint": str(g.checkpoint), "step": g.step,
+              "space": p.space, "steps": p.steps, "distance": p.distance, "seed": seed,
+              "class": cls, "noise": "per-image noise maps optimised; reconstructions "
+              "rendered with the run's fixed noise" if p.noise is not None else None,
+              "images": rows, "mean_psnr": float(p.psnr.mean()),
+              "mean_ssim": float(p.ssim.mean())}
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    return report
 
 
 @app.command(context_settings=CONTEXT)

@@ -216,10 +216,12 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random"
-                ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random",
+                noise: torch.Tensor | None = None) -> torch.Tensor:
         x = self.conv(x, w)  # [N, out, R, R]
-        if noise_mode == "random":
+        if noise is not None:  # explicit maps [N or 1, 1, R, R] or [R, R] (projection)
+            x = x + noise.to(x.dtype) * self.noise_strength
+        elif noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution,
                                 device=x.device, dtype=x.dtype)
             x = x + noise * self.noise_strength
@@ -261,12 +263,13 @@ class SynthesisBlock(nn.Module):
         self.torgb = ToRGB(out_channels, channels, w_dim)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
-                noise_mode: str = "random") -> tuple[torch.Tensor, torch.Tensor]:
-        # ws [N, num_conv + 1, w_dim]
+                noise_mode: str = "random", noise: list[torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        # ws [N, num_conv + 1, w_dim]; noise: None or one map per conv
         if self.first:
             x = self.const[None].expand(ws.shape[0], -1, -1, -1).to(ws.dtype)
         for i, layer in enumerate(self.convs):
-            x = layer(x, ws[:, i], noise_mode)
+            x = layer(x, ws[:, i], noise_mode, None if noise is None else noise[i])
         y = self.torgb(x, ws[:, self.num_conv])
         if img is not None:
             img = F.interpolate(img, scale_factor=2, mode="bilinear", align_corners=False)
@@ -295,7 +298,18 @@ class SynthesisNetwork(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.num_ws = sum(b.num_conv for b in self.blocks) + 1
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+    def noise_layers(self) -> list[SynthesisLayer]:
+        """The layers that add per-pixel noise, in the order ``forward``'s ``noise`` lists
+        their maps."""
+        return [layer for block in self.blocks for layer in block.convs]
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "random",
+                noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``noise``: explicit per-pixel noise, one map per :meth:`noise_layers` entry
+        ([N or 1, 1, R, R] or [R, R]); when given it replaces ``noise_mode``."""
+        if noise is not None and len(noise) != sum(b.num_conv for b in self.blocks):
+            raise ValueError(f"synthesis: noise needs {len(self.noise_layers())} maps, got "
+                             f"{len(noise)}")
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode={noise_mode!r}: use one of {', '.join(NOISE_MODES)}")
         if ws.dim() != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
@@ -304,7 +318,8 @@ class SynthesisNetwork(nn.Module):
         x = img = None
         i = 0
         for block in self.blocks:
-            x, img = block(x, img, ws[:, i:i + block.num_conv + 1], noise_mode)
+            maps = None if noise is None else noise[i:i + block.num_conv]
+            x, img = block(x, img, ws[:, i:i + block.num_conv + 1], noise_mode, maps)
             i += block.num_conv
         return img
 
@@ -334,8 +349,9 @@ class Generator(nn.Module):
         w = self.mapping_net(z, c, truncation_psi)
         return w[:, None].expand(-1, self.num_ws, -1)
 
-    def synthesis(self, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
-        return self.synthesis_net(ws, noise_mode)
+    def synthesis(self, ws: torch.Tensor, noise_mode: str = "random",
+                  noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        return self.synthesis_net(ws, noise_mode, noise)
 
     def style_mix(self, z1: torch.Tensor, z2: torch.Tensor, crossover: int,
                   c: torch.Tensor | None = None, truncation_psi: float = 1.0,
