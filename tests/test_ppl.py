@@ -184,3 +184,25 @@ def test_eval_ppl_refused_for_vectors_and_folders(tmp_path, capsys):
                  "--metrics", "fid,ppl"]) == 2
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(lines) == 1 and "ganforge eval RUN --metrics ppl" in lines[0]
+
+
+def test_missing_vgg16_weights_fall_back_quietly(tmp_path, monkeypatch, capsys):
+    """Offline: one download attempt, torch.hub's "Downloading ..." line kept off stderr, then
+    the stated pixel fallback."""
+    import sys
+
+    import torch
+
+    from ganforge.metrics import perceptual
+    from ganforge.metrics.ppl import pixel_mse, ppl_distance
+
+    def offline(url, **kw):
+        sys.stderr.write(f'Downloading: "{url}"\n')
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    perceptual._NETS.clear()
+    d, name = ppl_distance("cpu", 32)
+    assert d is pixel_mse and "LPIPS-VGG16 weights missing" in name and str(tmp_path) in name
+    assert "Downloading" not in capsys.readouterr().err

@@ -9,6 +9,8 @@ backbone weights are missing and cannot be downloaded: callers then use their st
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,9 +38,10 @@ def lpips_net(net: str = "vgg", device: str | torch.device = "cpu") -> torch.nn.
         return _NETS[key]
     url, path = backbone_path(net)
     if not path.is_file():
-        try:  # one attempt; fails fast without network
-            torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True,
-                                               map_location="cpu")
+        try:  # one attempt, quiet (torch.hub announces it on stderr); fails fast offline
+            with contextlib.redirect_stderr(io.StringIO()):
+                torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True,
+                                                   map_location="cpu")
         except Exception:  # noqa: BLE001 - offline, or a bad file: the caller's fallback
             return None
     try:
