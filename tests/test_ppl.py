@@ -187,8 +187,8 @@ def test_eval_ppl_refused_for_vectors_and_folders(tmp_path, capsys):
 
 
 def test_missing_vgg16_weights_fall_back_quietly(tmp_path, monkeypatch, capsys):
-    """Offline: one download attempt, torch.hub's "Downloading ..." line kept off stderr, then
-    the stated pixel fallback."""
+    """Offline: one download attempt, torch.hub's "Downloading ..." line (on stdout) kept off
+    the output, then the stated pixel fallback."""
     import sys
 
     import torch
@@ -197,7 +197,7 @@ def test_missing_vgg16_weights_fall_back_quietly(tmp_path, monkeypatch, capsys):
     from ganforge.metrics.ppl import pixel_mse, ppl_distance
 
     def offline(url, **kw):
-        sys.stderr.write(f'Downloading: "{url}"\n')
+        sys.stdout.write(f'Downloading: "{url}"\n')  # as torch.hub does
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
@@ -205,4 +205,5 @@ def test_missing_vgg16_weights_fall_back_quietly(tmp_path, monkeypatch, capsys):
     perceptual._NETS.clear()
     d, name = ppl_distance("cpu", 32)
     assert d is pixel_mse and "LPIPS-VGG16 weights missing" in name and str(tmp_path) in name
-    assert "Downloading" not in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "Downloading" not in out.out + out.err

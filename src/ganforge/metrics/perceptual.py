@@ -38,8 +38,9 @@ def lpips_net(net: str = "vgg", device: str | torch.device = "cpu") -> torch.nn.
         return _NETS[key]
     url, path = backbone_path(net)
     if not path.is_file():
-        try:  # one attempt, quiet (torch.hub announces it on stderr); fails fast offline
-            with contextlib.redirect_stderr(io.StringIO()):
+        try:  # one attempt, quiet (torch.hub announces it on stdout); fails fast offline
+            with contextlib.redirect_stdout(io.StringIO()), \
+                    contextlib.redirect_stderr(io.StringIO()):
                 torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True,
                                                    map_location="cpu")
         except Exception:  # noqa: BLE001 - offline, or a bad file: the caller's fallback
