@@ -176,12 +176,13 @@ def test_backward_reaches_every_parameter(name):
 # --- vgg_features ------------------------------------------------------------------------------
 
 
-def test_vgg_features_missing_weights_is_one_line_error(tmp_path, monkeypatch):
+def test_vgg_features_missing_weights_is_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     calls = []
 
     def offline(*args, **kwargs):
         calls.append(args)
+        print(f'Downloading: "{args[0]}"')  # as torch.hub does, on stdout
         raise OSError("no network\nsecond line")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
@@ -194,6 +195,7 @@ def test_vgg_features_missing_weights_is_one_line_error(tmp_path, monkeypatch):
     assert "VGG19 weights are missing" in msg
     assert url in msg and str(path) in msg
     assert len(calls) == 1  # one download attempt
+    assert "Downloading" not in capsys.readouterr().out  # the error line says it all
 
 
 def test_vgg_features_corrupt_cached_weights(tmp_path, monkeypatch):

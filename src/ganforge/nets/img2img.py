@@ -12,6 +12,8 @@ has no bias (a bias before a norm is cancelled by its mean subtraction).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from pathlib import Path
 from urllib.parse import urlparse
@@ -522,9 +524,11 @@ def _vgg19_state_dict() -> dict[str, torch.Tensor]:
     url = VGG19_Weights.IMAGENET1K_V1.url
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
     cached = path.is_file()  # else the one download attempt below (fails fast offline)
-    try:
-        return torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True,
-                                                  map_location="cpu")
+    quiet = contextlib.nullcontext() if cached else contextlib.redirect_stdout(io.StringIO())
+    try:  # torch.hub announces a download on stdout: offline, the error below says it all
+        with quiet:
+            return torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True,
+                                                      map_location="cpu")
     except Exception as e:
         why = (str(e).strip().splitlines() or [type(e).__name__])[0]
         if cached:
