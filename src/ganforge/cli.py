@@ -538,6 +538,10 @@ _METRIC_LABELS = {
     "ssim_copy_input": "SSIM of the input itself", "l1_bicubic": "L1 of bicubic",
     "psnr_bicubic": "PSNR of bicubic", "ssim_bicubic": "SSIM of bicubic",
     "ppl_z": "PPL in z", "ppl_w": "PPL in w",
+    "copy_share_feat": "copies: share under 0.5 (features)",
+    "copy_median_feat": "copies: median ratio (features)",
+    "copy_share_pixel": "copies: share under 0.5 (pixels)",
+    "copy_median_pixel": "copies: median ratio (pixels)",
 }
 
 
@@ -579,10 +583,21 @@ def _print_report(report: dict, title: str) -> None:
         t.add_row(label, text)
     out.print(t)
     out.print(f"features: {report['features']}", markup=False, highlight=False)
+    if "ref_stats" in report:
+        n_ref = report.get("n_real")
+        out.print(f"reference statistics: {report['ref_stats']}"
+                  + (f" ({n_ref} real images)" if n_ref else ""), markup=False,
+                  highlight=False)
+    if report.get("ref_stats_note"):
+        out.print(f"note: {report['ref_stats_note']}", markup=False, highlight=False)
     if "ppl_distance" in report:
         out.print(f"ppl: {report['ppl_pairs']} pairs, t = 0 ({report['ppl_sampling']}-points), "
                   f"epsilon {report['ppl_epsilon']:g}, lengths in the 1st-99th percentile; "
                   f"distance: {report['ppl_distance']}", markup=False, highlight=False)
+    if "copies" in report:
+        out.print(f"copy: vs the run's training set {report['copy_reference']} "
+                  f"({report['copy_train_images']} images); worst cases (pixel space) in "
+                  f"{report['copies']}", markup=False, highlight=False)
 
 
 @app.command(name="eval", context_settings=CONTEXT)
@@ -591,7 +606,9 @@ def _print_report(report: dict, title: str) -> None:
 @click.option("--metrics", "metrics", default="fid,kid,is,pr,dc,classes", show_default=True,
               help="comma-separated: fid, kid, is, pr (precision/recall), dc "
                    "(density/coverage), classes, ppl (perceptual path length in z, and in w "
-                   "for StyleGAN runs; LPIPS-VGG16, else pixel MSE)")
+                   "for StyleGAN runs; LPIPS-VGG16, else pixel MSE), copy (memorisation: "
+                   "nearest training image vs the real-to-real gap, against the run's own "
+                   "training set; writes RUN/copies.png)")
 @click.option("--n", "n", type=int, default=10_000, show_default=True,
               help="generated samples (and real samples at most); ppl walks min(N, 10,000) "
                    "latent pairs")
@@ -606,13 +623,20 @@ def _print_report(report: dict, title: str) -> None:
 @click.option("--fake", "fake_dir", help="... and the generated folder")
 @click.option("--resolution", type=int, help="--real/--fake: load both at this size  "
               "[default: the first fake image's]")
+@click.option("--save-stats", "save_stats", type=click.Path(path_type=Path),
+              help="with --real DIR alone: write its FID statistics (mu, sigma; the .npz of "
+                   "pytorch-fid / clean-fid) to this file")
+@click.option("--ref-stats", "ref_stats", type=click.Path(path_type=Path),
+              help="FID of RUN (or --fake DIR) against these statistics (.npz from "
+                   "--save-stats, pytorch-fid or clean-fid) instead of real images")
 @click.option("--checkpoint", help="a checkpoint of the run (e.g. best, step_00001000)  "
               "[default: latest]")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the samples")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps")
 def evaluate(run: Path | None, data: str | None, metrics: str, n: int, features: str,
              inception_weights: Path | None, real_dir: str | None, fake_dir: str | None,
-             resolution: int | None, checkpoint: str | None, seed: int, device: str) -> None:
+             resolution: int | None, save_stats: Path | None, ref_stats: Path | None,
+             checkpoint: str | None, seed: int, device: str) -> None:
     """Score a run (FID, KID, IS, precision/recall, density/coverage, classes, perceptual path
     length; mode coverage for 2-D data) and write RUN/eval.json; or compare two image folders
     with --real/--fake."""
@@ -624,6 +648,32 @@ def evaluate(run: Path | None, data: str | None, metrics: str, n: int, features:
         err.print(msg, markup=False, highlight=False)
 
     weights = str(inception_weights) if inception_weights else None
+    if save_stats is not None:
+        if not real_dir or fake_dir or run is not None or ref_stats is not None:
+            raise GanforgeError("--save-stats FILE writes the statistics of --real DIR: give "
+                                "--real DIR alone (no RUN, --fake or --ref-stats)")
+        from .evaluate import save_real_stats
+
+        s = save_real_stats(real_dir, save_stats, features, weights, resolution, device,
+                            log=say)
+        out.print(f"wrote {s['stats']}: mu [{s['dim']}], sigma [{s['dim']}, {s['dim']}] of "
+                  f"{s['n_real']} images at {s['resolution']}px\nfeatures: {s['features']}",
+                  markup=False, highlight=False)
+        return
+    if ref_stats is not None:
+        if real_dir or data:
+            raise GanforgeError("--ref-stats replaces the real images: drop --real/--data")
+        src = click.get_current_context().get_parameter_source("metrics")
+        if src is click.core.ParameterSource.DEFAULT:
+            metrics = "fid"
+        if fake_dir:
+            if run is not None:
+                raise GanforgeError("give RUN or --fake DIR with --ref-stats, not both")
+            report = evaluate_folders(None, fake_dir, metrics, features, weights, resolution,
+                                      None, seed, device, log=say, ref_stats=str(ref_stats))
+            _print_report(report, f"{fake_dir} ({report['n_fake']} images, "
+                                  f"{report['resolution']}px) vs {ref_stats}")
+            return
     if real_dir or fake_dir:
         if not (real_dir and fake_dir) or run is not None:
             raise GanforgeError("compare two image sets with both --real DIR and --fake DIR "
@@ -636,7 +686,7 @@ def evaluate(run: Path | None, data: str | None, metrics: str, n: int, features:
     if run is None:
         raise GanforgeError("give a run folder (`ganforge eval RUN`) or --real DIR --fake DIR")
     report = evaluate_run(run, data, metrics, n, features, weights, seed, device, checkpoint,
-                          log=say)
+                          log=say, ref_stats=str(ref_stats) if ref_stats else None)
     report["metrics"] = finite_json(report["metrics"])
     atomic_write_text(Path(run) / "eval.json", json.dumps(report, indent=2) + "\n")
     _print_report(report, f"{run} ({report['checkpoint']}, step {report['step']}) vs "

@@ -51,7 +51,72 @@ def _parse(metrics: str | tuple[str, ...] | None) -> tuple[str, ...]:
     try:
         return parse_metrics(metrics)
     except GanforgeError as e:
-        raise GanforgeError(f"{e}, or ppl (a run's perceptual path length)") from None
+        raise GanforgeError(f"{e}, or ppl (a run's perceptual path length), or copy "
+                            f"(memorisation of the training images)") from None
+
+
+def _stats_metrics(metrics: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    """The metrics a --ref-stats evaluation computes: fid (and ppl, which needs no data)."""
+    rest, want_ppl = _split_ppl(metrics)
+    names = ("fid",) if rest is None else _parse(rest)
+    if names != ("fid",):
+        other = ",".join(x for x in names if x != "fid")
+        raise GanforgeError(f"--ref-stats gives FID only ({other} need the real images' "
+                            f"features): use --metrics fid, or --real/--data for the others")
+    return names + (("ppl",) if want_ppl else ())
+
+
+def _load_ref(path: str | Path, space, resolution: int
+              ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The reference statistics, checked against the features and resolution in use, and the
+    report keys naming them."""
+    from .metrics.stats import check_stats, load_stats
+
+    mu, sigma, meta = load_stats(path)
+    note = check_stats(path, meta, space.key, space.name, resolution)
+    extra: dict = {"ref_stats": str(path), "n_real": (meta or {}).get("n")}
+    if note:
+        extra["ref_stats_note"] = note
+    return mu, sigma, extra
+
+
+def _fid_vs_ref(ref: tuple[torch.Tensor, torch.Tensor, dict], space, fake: torch.Tensor
+                ) -> dict[str, float]:
+    from .metrics.frechet import frechet_distance, gaussian_stats
+    from .metrics.stats import check_dim
+
+    mu, sigma, extra = ref
+    ff, _ = space(fake)
+    check_dim(extra["ref_stats"], mu, ff)
+    return {"fid": frechet_distance(mu, sigma, *gaussian_stats(ff))}
+
+
+def save_real_stats(real: str | Path, out: str | Path, features: str = "auto",
+                    inception_weights: str | None = None, resolution: int | None = None,
+                    device: str = "auto", log: Log | None = None) -> dict:
+    """Write the FID statistics (mu, sigma) of every image of ``real`` to ``out`` (.npz, the
+    format of pytorch-fid and clean-fid, plus ganforge's metadata)."""
+    from .data import load_dataset
+    from .metrics.evaluate import real_features
+    from .metrics.features import feature_space
+    from .metrics.frechet import gaussian_stats
+    from .metrics.stats import save_stats
+    from .utils import pick_device
+
+    if resolution is None:
+        resolution = (_first_image_size(Path(real)) if Path(real).is_dir() else None) or 32
+    r = load_dataset(str(real), resolution=resolution, log=log)
+    if len(r) < 2:
+        raise GanforgeError(f"--real {real}: {len(r)} image(s); statistics need at least 2")
+    space = feature_space(features, str(real), inception_weights, str(pick_device(device)),
+                          log=log)
+    feats, _ = real_features(space, r.images, None, r.labels, log=log)
+    mu, sigma = gaussian_stats(feats)
+    path = save_stats(out, mu, sigma, {"features": space.name, "features_key": space.key,
+                                       "resolution": resolution, "channels": r.channels,
+                                       "n": len(r), "source": str(real)})
+    return {"real": str(real), "stats": str(path), "n_real": len(r), "resolution": resolution,
+            "features": space.name, "dim": int(mu.shape[0])}
 
 
 def _ppl_metrics(g, n: int, seed: int, log: Log | None = None) -> tuple[dict[str, float], dict]:
@@ -96,12 +161,67 @@ def _ppl_metrics(g, n: int, seed: int, log: Log | None = None) -> tuple[dict[str
                "ppl_epsilon": EPSILON}
 
 
+
+def _split_copy(metrics: str | tuple[str, ...] | None
+                ) -> tuple[str | tuple[str, ...] | None, bool]:
+    """``(the other metrics, whether copy is asked for)``; the others None when only copy is."""
+    if metrics is None:
+        return None, False
+    names = [x.strip().lower() for x in (metrics.split(",") if isinstance(metrics, str)
+                                         else metrics)]
+    if "copy" not in names:
+        return metrics, False
+    rest = tuple(x for x in names if x and x != "copy")
+    return rest or None, True
+
+
+def _copy_report(g, run: str | Path, features: str, inception_weights: str | None,
+                 device: str, n: int, seed: int, fake: torch.Tensor | None = None,
+                 space=None, log: Log | None = None) -> tuple[dict[str, float], dict]:
+    """The copy (memorisation) metrics of ``n`` samples against the run's own training set
+    (never --data: memorisation is about the images the run saw), and ``RUN/copies.png``: the
+    worst cases by pixel ratio, each row a sample beside its 3 nearest training images in
+    pixel space. ``fake``/``space``: the samples and feature space already made, if any."""
+    from .data import load_dataset
+    from .metrics.copy import COPY_THRESHOLD, copies_grid, copy_metrics
+    from .metrics.evaluate import real_features
+    from .metrics.features import feature_space
+    from .utils import pick_device, save_grid
+
+    source, cfgm = g.cfg.data.source, g.cfg.model
+    train = load_dataset(source, resolution=cfgm.resolution, channels=cfgm.channels, log=None)
+    if len(train) < 2:
+        raise GanforgeError(f"--metrics copy: the training data {source} has {len(train)} "
+                            f"image(s); the copy metric needs at least 2")
+    dev = str(pick_device(device))
+    if space is None:
+        space = feature_space(features, source, inception_weights, dev, log=log)
+    if fake is None:
+        fake, _ = _sample_uint8(g, n, seed)
+    t0 = time.perf_counter()
+    rf, _ = real_features(space, train.images, None, train.labels, log=log)
+    ff, _ = space(fake)
+    m, det = copy_metrics(ff, rf, fake, train.images, seed=seed, device=dev)
+    path = Path(run) / "copies.png"
+    worst = det["worst_pixel"]
+    save_grid(copies_grid(fake, train.images, worst, det["neighbours_pixel"]), path,
+              nrow=1 + det["neighbours_pixel"].shape[1])
+    if log is not None:
+        log(f"copy: {len(fake)} samples vs {len(train)} training images in "
+            f"{time.perf_counter() - t0:.1f}s; wrote {path}")
+    return m, {"copy_reference": source, "copy_train_images": len(train),
+               "copy_threshold": COPY_THRESHOLD, "copy_features": space.name,
+               "copy_typical_feat": det["typical_feat"],
+               "copy_typical_pixel": det["typical_pixel"],
+               "copy_worst_pixel": worst, "copy_worst_feat": det["worst_feat"],
+               "copies": str(path)}
+
 # long: the three kinds of run (image-to-image, vectors, images) each end in a report of
 # the same shape; kept side by side so the reports stay alike
 def evaluate_run(run: str | Path, data: str | None = None, metrics: tuple[str, ...] | None = None,
                  n: int = 10_000, features: str = "auto", inception_weights: str | None = None,
                  seed: int = 0, device: str = "auto", checkpoint: str | None = None,
-                 log: Log | None = None) -> dict:
+                 log: Log | None = None, ref_stats: str | Path | None = None) -> dict:
     """Evaluate a run's generator (its EMA copy when kept) against ``data`` (default: the data
     it was trained on). Image runs: the chosen feature metrics; vector runs: mode metrics
     (ring8/grid25) and precision/recall/density/coverage on the raw points. Returns the report
@@ -111,6 +231,9 @@ def evaluate_run(run: str | Path, data: str | None = None, metrics: tuple[str, .
 
     if n < 10:
         raise GanforgeError(f"--n {n}: evaluate at least 10 samples (10,000 is standard)")
+    metrics, want_copy = _split_copy(metrics)
+    if ref_stats is not None:
+        metrics = _stats_metrics(metrics)
     metrics, want_ppl = _split_ppl(metrics)
     g = load(run, device=device, checkpoint=checkpoint)
     if want_ppl and (hasattr(g, "translate") or g.is_vector):
@@ -118,6 +241,14 @@ def evaluate_run(run: str | Path, data: str | None = None, metrics: tuple[str, .
                 else "generates vectors, not images")
         raise GanforgeError(f"--metrics ppl measures a noise-to-image generator; this run "
                             f"{kind}: drop ppl from --metrics")
+    if want_copy and (hasattr(g, "translate") or g.is_vector):
+        kind = "translates images" if hasattr(g, "translate") else "generates vectors"
+        raise GanforgeError(f"--metrics copy compares a noise-to-image run's samples with its "
+                            f"training images; this run {kind}: drop copy from --metrics")
+    if ref_stats is not None and (hasattr(g, "translate") or g.is_vector):
+        raise GanforgeError("--ref-stats scores a noise-to-image run's samples; this run "
+                            + ("translates images" if hasattr(g, "translate")
+                               else "generates vectors") + ": drop --ref-stats")
     if hasattr(g, "translate"):  # an image-to-image run: held-out paired metrics
         from .train.batches import load_data
         from .train.evaluator import heldout_metrics
@@ -157,22 +288,38 @@ def evaluate_run(run: str | Path, data: str | None = None, metrics: tuple[str, .
                                                                               "kid")),
                                 bootstrap=False, seed=seed))
         report.update(features="raw coordinates", metrics=m)
-    elif metrics is not None or not want_ppl:
+    elif metrics is not None or not (want_ppl or want_copy):
         from .data import load_dataset
         from .metrics.features import feature_space
 
         metrics = _parse(metrics)
         cfgm = g.cfg.model
-        real = load_dataset(source, resolution=cfgm.resolution, channels=cfgm.channels,
-                            log=None)
         space = feature_space(features, source, inception_weights,
                               str(pick_device(device)), log=log)
+        ref = None if ref_stats is None else _load_ref(ref_stats, space, cfgm.resolution)
+        if ref is None:
+            real = load_dataset(source, resolution=cfgm.resolution, channels=cfgm.channels,
+                                log=None)
         fake, labels = _sample_uint8(g, n, seed)
-        m = evaluate_images(space, real.images, fake, metrics, real.labels, real.class_names,
-                            labels if g.num_classes else None, n_real=n, seed=seed, log=log)
+        if ref is not None:
+            report.update(ref[2], data=str(ref_stats))
+            m = _fid_vs_ref(ref, space, fake)
+        else:
+            m = evaluate_images(space, real.images, fake, metrics, real.labels,
+                                real.class_names, labels if g.num_classes else None,
+                                n_real=n, seed=seed, log=log)
         report.update(features=space.name, metrics=m)
-    else:  # ppl only: no real data, no feature network
+    else:  # ppl and/or copy only: no other metric
         report.update(features="none (ppl only)", metrics={})
+    if want_copy:
+        same = metrics is not None and source == g.cfg.data.source
+        m, extra = _copy_report(g, run, features, inception_weights, device, n, seed,
+                                fake if metrics is not None else None,
+                                space if same else None, log)
+        report["metrics"].update(m)
+        report.update(extra)
+        if metrics is None:
+            report["features"] = extra["copy_features"]
     if want_ppl:
         m, setup = _ppl_metrics(g, n, seed, log)
         report["metrics"].update(m)
@@ -195,12 +342,18 @@ def _first_image_size(folder: Path) -> int | None:
     return None
 
 
-def evaluate_folders(real: str | Path, fake: str | Path, metrics: tuple[str, ...] | None = None,
+def evaluate_folders(real: str | Path | None, fake: str | Path,
+                     metrics: tuple[str, ...] | None = None,
                      features: str = "auto", inception_weights: str | None = None,
                      resolution: int | None = None, n: int | None = None, seed: int = 0,
-                     device: str = "auto", log: Log | None = None) -> dict:
+                     device: str = "auto", log: Log | None = None,
+                     ref_stats: str | Path | None = None) -> dict:
     """Compare two image sets (folders, zips or built-in names): ``fake`` against ``real``.
-    Both are loaded at ``resolution`` (default: the first fake image's shorter side)."""
+    Both are loaded at ``resolution`` (default: the first fake image's shorter side). With
+    ``ref_stats`` (and ``real`` None): the FID of ``fake`` against those statistics."""
+    if ref_stats is not None:
+        return _folder_vs_stats(fake, ref_stats, metrics, features, inception_weights,
+                                resolution, n, seed, device, log)
     from .data import load_dataset
     from .metrics.features import feature_space
     from .utils import pick_device
@@ -208,6 +361,10 @@ def evaluate_folders(real: str | Path, fake: str | Path, metrics: tuple[str, ...
     if _split_ppl(metrics)[1]:
         raise GanforgeError("--metrics ppl walks a generator's latent space: evaluate a run "
                             "(`ganforge eval RUN --metrics ppl`), not two image sets")
+    if _split_copy(metrics)[1]:
+        raise GanforgeError("--metrics copy compares a run's samples with its training set: "
+                            "evaluate a run (`ganforge eval RUN --metrics copy`), not two "
+                            "image sets")
     metrics = _parse(metrics)
     if resolution is None:
         resolution = _first_image_size(Path(fake)) if Path(fake).is_dir() else None
@@ -223,5 +380,33 @@ def evaluate_folders(real: str | Path, fake: str | Path, metrics: tuple[str, ...
     m = evaluate_images(space, r.images, fi, metrics, r.labels, r.class_names, None,
                         n_real=None, seed=seed, log=log)
     return {"real": str(real), "fake": str(fake), "n_real": len(r), "n_fake": int(fi.shape[0]),
+            "resolution": resolution, "features": space.name, "metrics": m,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _folder_vs_stats(fake: str | Path, ref_stats: str | Path,
+                     metrics: tuple[str, ...] | None, features: str,
+                     inception_weights: str | None, resolution: int | None, n: int | None,
+                     seed: int, device: str, log: Log | None) -> dict:
+    from .data import load_dataset
+    from .metrics.features import feature_space
+    from .utils import pick_device
+
+    if _split_ppl(metrics)[1]:
+        raise GanforgeError("--metrics ppl walks a generator's latent space: evaluate a run "
+                            "(`ganforge eval RUN --metrics ppl`), not an image set")
+    _stats_metrics(metrics)
+    if resolution is None:
+        resolution = (_first_image_size(Path(fake)) if Path(fake).is_dir() else None) or 32
+    t0 = time.perf_counter()
+    space = feature_space(features, None, inception_weights, str(pick_device(device)),
+                          log=log)
+    ref = _load_ref(ref_stats, space, resolution)
+    f = load_dataset(str(fake), resolution=resolution, log=log)
+    fi = f.images
+    if n is not None and n < fi.shape[0]:
+        fi = fi[torch.randperm(fi.shape[0], generator=torch.Generator().manual_seed(seed))[:n]]
+    m = _fid_vs_ref(ref, space, fi)
+    return {"real": str(ref_stats), "fake": str(fake), **ref[2], "n_fake": int(fi.shape[0]),
             "resolution": resolution, "features": space.name, "metrics": m,
             "seconds": round(time.perf_counter() - t0, 1)}
