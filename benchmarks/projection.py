@@ -31,19 +31,14 @@ import torch
 
 import ganforge
 from ganforge import project as pj
-from ganforge.data.images import is_image_name
+from ganforge.data.images import image_files as list_images
 from ganforge.directions import render
 from ganforge.errors import GanforgeError
 from ganforge.utils import cpu_name
 
 
 def image_files(folder: Path, n: int | None) -> list[Path]:
-    if not folder.is_dir():
-        raise GanforgeError(f"--images {folder} is not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p.name)
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-    if not files:
-        raise GanforgeError(f"no images in {folder}")
+    files = list_images(folder, "--images")
     return files[:n] if n else files
 
 

@@ -782,17 +782,9 @@ def _sampler(g):
 
 
 def _image_files(path: Path, flag: str = "--input") -> list[Path]:
-    from .data.images import is_image_name
+    from .data.images import image_files
 
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise GanforgeError(f"{flag} {path} does not exist: give an image file or a folder")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p.name)
-                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
-    if not files:
-        raise GanforgeError(f"no images in {path}: give an image file or a folder of images")
-    return files
+    return image_files(path, flag)
 
 
 def _convert_each(t, files: list[Path], root: Path, out_dir: Path, channels: int, fn) -> None:

@@ -34,16 +34,17 @@ def _sample_uint8(g, n: int, seed: int, batch_size: int = 500) -> tuple[torch.Te
 PPL_MAX_PAIRS = 10_000  # ppl walks min(--n, this) latent pairs (the paper: 100,000)
 
 
-def _split_ppl(metrics: str | tuple[str, ...] | None
-               ) -> tuple[str | tuple[str, ...] | None, bool]:
-    """``(the other metrics, whether ppl is asked for)``; the others None when only ppl is."""
+def _split_metric(metrics: str | tuple[str, ...] | None, name: str
+                  ) -> tuple[str | tuple[str, ...] | None, bool]:
+    """``(the other metrics, whether name is asked for)``; the others None when only name is
+    (ppl and copy run beside the feature metrics, not through them)."""
     if metrics is None:
         return None, False
     names = [x.strip().lower() for x in (metrics.split(",") if isinstance(metrics, str)
                                          else metrics)]
-    if "ppl" not in names:
+    if name not in names:
         return metrics, False
-    rest = tuple(x for x in names if x and x != "ppl")
+    rest = tuple(x for x in names if x and x != name)
     return rest or None, True
 
 
@@ -57,7 +58,7 @@ def _parse(metrics: str | tuple[str, ...] | None) -> tuple[str, ...]:
 
 def _stats_metrics(metrics: str | tuple[str, ...] | None) -> tuple[str, ...]:
     """The metrics a --ref-stats evaluation computes: fid (and ppl, which needs no data)."""
-    rest, want_ppl = _split_ppl(metrics)
+    rest, want_ppl = _split_metric(metrics, "ppl")
     names = ("fid",) if rest is None else _parse(rest)
     if names != ("fid",):
         other = ",".join(x for x in names if x != "fid")
@@ -162,19 +163,6 @@ def _ppl_metrics(g, n: int, seed: int, log: Log | None = None) -> tuple[dict[str
 
 
 
-def _split_copy(metrics: str | tuple[str, ...] | None
-                ) -> tuple[str | tuple[str, ...] | None, bool]:
-    """``(the other metrics, whether copy is asked for)``; the others None when only copy is."""
-    if metrics is None:
-        return None, False
-    names = [x.strip().lower() for x in (metrics.split(",") if isinstance(metrics, str)
-                                         else metrics)]
-    if "copy" not in names:
-        return metrics, False
-    rest = tuple(x for x in names if x and x != "copy")
-    return rest or None, True
-
-
 def _copy_report(g, run: str | Path, features: str, inception_weights: str | None,
                  device: str, n: int, seed: int, fake: torch.Tensor | None = None,
                  space=None, log: Log | None = None) -> tuple[dict[str, float], dict]:
@@ -231,10 +219,10 @@ def evaluate_run(run: str | Path, data: str | None = None, metrics: tuple[str, .
 
     if n < 10:
         raise GanforgeError(f"--n {n}: evaluate at least 10 samples (10,000 is standard)")
-    metrics, want_copy = _split_copy(metrics)
+    metrics, want_copy = _split_metric(metrics, "copy")
     if ref_stats is not None:
         metrics = _stats_metrics(metrics)
-    metrics, want_ppl = _split_ppl(metrics)
+    metrics, want_ppl = _split_metric(metrics, "ppl")
     g = load(run, device=device, checkpoint=checkpoint)
     if want_ppl and (hasattr(g, "translate") or g.is_vector):
         kind = ("translates images (no latent walk)" if hasattr(g, "translate")
@@ -358,10 +346,10 @@ def evaluate_folders(real: str | Path | None, fake: str | Path,
     from .metrics.features import feature_space
     from .utils import pick_device
 
-    if _split_ppl(metrics)[1]:
+    if _split_metric(metrics, "ppl")[1]:
         raise GanforgeError("--metrics ppl walks a generator's latent space: evaluate a run "
                             "(`ganforge eval RUN --metrics ppl`), not two image sets")
-    if _split_copy(metrics)[1]:
+    if _split_metric(metrics, "copy")[1]:
         raise GanforgeError("--metrics copy compares a run's samples with its training set: "
                             "evaluate a run (`ganforge eval RUN --metrics copy`), not two "
                             "image sets")
@@ -392,7 +380,7 @@ def _folder_vs_stats(fake: str | Path, ref_stats: str | Path,
     from .metrics.features import feature_space
     from .utils import pick_device
 
-    if _split_ppl(metrics)[1]:
+    if _split_metric(metrics, "ppl")[1]:
         raise GanforgeError("--metrics ppl walks a generator's latent space: evaluate a run "
                             "(`ganforge eval RUN --metrics ppl`), not an image set")
     _stats_metrics(metrics)

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import GanforgeError
+
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
 )
@@ -38,6 +40,20 @@ ImageSource = Path | bytes
 def is_image_name(name: str) -> bool:
     """True when ``name`` has one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
     return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def image_files(path: Path, flag: str = "--input") -> list[Path]:
+    """``path`` itself (a file) or the image files under a folder, sorted, hidden ones left
+    out; a missing path or a folder without images is a one-line error naming ``flag``."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise GanforgeError(f"{flag} {path} does not exist: give an image file or a folder")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p.name)
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise GanforgeError(f"no images in {path}: give an image file or a folder of images")
+    return files
 
 
 def _open(src: ImageSource) -> Image.Image:
