@@ -138,6 +138,31 @@ def test_missing_and_corrupt_files(tmp_path):
     _one_line_error(path, "not found")
 
 
+def test_old_sidecars_without_kind_and_head_less_nets(tmp_path):
+    path = tmp_path / "old.safetensors"
+    model = _tiny()
+    save_classifier(model, path)
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["kind"] == "classifier" and side["n_images"] is None
+    for key in ("kind", "n_images"):  # as written before these fields existed
+        del side[key]
+    path.with_suffix(".json").write_text(json.dumps(side))
+    old = load_classifier(path)
+    assert old.kind == "classifier" and old.num_classes == 3 and old.head is not None
+    x = torch.zeros(2, 1, 32, 32, dtype=torch.uint8)
+    assert predict(old, x).shape == (2, 3)
+    # num_classes=0: no head, no class names, features only
+    bare = DomainClassifier(0, 1, width=4, feature_dim=8).eval()
+    assert bare.head is None and bare.class_names == [] and bare.kind == "classifier"
+    assert not any(k.startswith("head") for k in bare.state_dict())
+    assert extract_features(bare, x).shape == (2, 8)
+    with pytest.raises(GanforgeError, match="no classification head"):
+        bare(x)
+    save_classifier(bare, tmp_path / "bare.safetensors")
+    assert load_classifier(tmp_path / "bare.safetensors").config == bare.config
+    with pytest.raises(GanforgeError, match="non-negative"):
+        DomainClassifier(-1, 1)
+
 def test_unlabelled_or_single_class_dataset_is_an_error():
     imgs = torch.zeros(20, 1, 32, 32, dtype=torch.uint8)
     with pytest.raises(GanforgeError, match="needs class labels: a folder with class sub-"):

@@ -4,7 +4,8 @@ Modules: ``modes`` (mode coverage of 2-D mixtures, PacGAN's definitions), ``frec
 Fréchet distance), ``kid``, ``isc`` (Inception Score), ``prdc`` (precision/recall,
 density/coverage), ``classes`` (class coverage), ``paired`` (L1, PSNR, SSIM, LPIPS),
 ``features`` (Inception and classifier feature spaces), ``classifier`` (the small classifier
-behind offline features), ``evaluate`` (the pipeline behind ``ganforge eval``).
+behind offline features), ``selfsup`` (self-supervised feature nets for unlabelled folders),
+``evaluate`` (the pipeline behind ``ganforge eval``).
 """
 
 from __future__ import annotations

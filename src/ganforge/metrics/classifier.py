@@ -5,7 +5,9 @@ generators ("does the classifier agree that ``--class 3`` samples are 3s?").
 
 * :class:`DomainClassifier`: a 3-conv CNN (BatchNorm + ReLU) over a fixed 32x32 working size.
   Any input resolution >= 8 is resized to it (bilinear, antialiased); uint8 or float in
-  [-1, 1]; 1 or 3 channels (converted when the count differs from the trained one).
+  [-1, 1]; 1 or 3 channels (converted when the count differs from the trained one). With
+  ``num_classes=0`` it is a head-less feature net (``kind="contrastive"``: trained without
+  labels by :func:`ganforge.metrics.selfsup.train_contrastive`).
 * :func:`train_classifier`: seeded split, Adam + cosine schedule, random translation of up to
   2 px (at 32 px), held-out accuracy.
 * :func:`save_classifier` / :func:`load_classifier`: ``name.safetensors`` weights plus a
@@ -56,6 +58,9 @@ def _block(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+KINDS = ("classifier", "contrastive")  # how the weights were trained (DomainClassifier.kind)
+
+
 class DomainClassifier(nn.Module):
     """Small CNN: images ``[N, C, R, R]`` (float in [-1, 1] or uint8; any ``R >= 8``) ->
     features ``[N, feature_dim]`` and class logits ``[N, num_classes]``.
@@ -63,6 +68,11 @@ class DomainClassifier(nn.Module):
     Layout at the 32x32 working size: conv(w) @32 -> pool -> conv(2w) @16 -> pool ->
     conv(4w) @8 -> global average pool -> linear(feature_dim) + ReLU (= the features) ->
     linear(num_classes) (= the logits).
+
+    ``num_classes=0``: a head-less feature net (``head`` is None, ``class_names`` empty,
+    ``forward``/:func:`predict` raise); ``kind`` says how it was trained: ``"classifier"``
+    (supervised, the default, also for sidecars written before ``kind`` existed) or
+    ``"contrastive"`` (self-supervised, always head-less).
     """
 
     def __init__(
@@ -76,13 +86,23 @@ class DomainClassifier(nn.Module):
         trained_on: str | None = None,  # dataset name the weights were trained on
         resolution: int | None = None,  # resolution of the training images
         accuracy: float | None = None,  # held-out accuracy measured after training
+        kind: str = "classifier",  # how the weights were trained: one of KINDS
+        n_images: int | None = None,  # how many images the weights were trained on
     ) -> None:
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("width", width),
-                            ("feature_dim", feature_dim)):
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise GanforgeError(f"DomainClassifier num_classes must be a non-negative integer "
+                                f"(0: no classification head), got {num_classes!r}")
+        for name, value in (("width", width), ("feature_dim", feature_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise GanforgeError(f"DomainClassifier {name} must be a positive integer, "
                                     f"got {value!r}")
+        if kind not in KINDS:
+            raise GanforgeError(f"DomainClassifier kind must be one of {', '.join(KINDS)}, "
+                                f"got {kind!r}")
+        if kind == "contrastive" and num_classes != 0:
+            raise GanforgeError(f"a contrastive DomainClassifier has no classification head: "
+                                f"num_classes must be 0, got {num_classes}")
         if channels not in (1, 3) or isinstance(channels, bool):
             raise GanforgeError(f"DomainClassifier channels must be 1 (gray) or 3 (colour), "
                                 f"got {channels!r}")
@@ -98,6 +118,8 @@ class DomainClassifier(nn.Module):
         self.trained_on = trained_on
         self.resolution = resolution
         self.accuracy = accuracy
+        self.kind = kind
+        self.n_images = n_images
 
         w = width
         self.trunk = nn.Sequential(
@@ -107,7 +129,7 @@ class DomainClassifier(nn.Module):
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # [N, 4w]
         )
         self.embed = nn.Sequential(nn.Linear(4 * w, feature_dim), nn.ReLU(inplace=True))
-        self.head = nn.Linear(feature_dim, num_classes)
+        self.head = nn.Linear(feature_dim, num_classes) if num_classes else None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -121,6 +143,8 @@ class DomainClassifier(nn.Module):
             "trained_on": self.trained_on,
             "resolution": self.resolution,
             "accuracy": self.accuracy,
+            "kind": self.kind,
+            "n_images": self.n_images,
         }
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,6 +183,9 @@ class DomainClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits ``[N, num_classes]``."""
+        if self.head is None:
+            raise GanforgeError(f"this {self.kind} feature net has no classification head "
+                                f"(num_classes=0): use .features(x) (or extract_features)")
         return self.head(self.features(x))
 
 
@@ -189,6 +216,9 @@ def _batched(model: DomainClassifier, images: torch.Tensor, batch_size: int,
 def predict(model: DomainClassifier, images: torch.Tensor,
             batch_size: int = 512) -> torch.Tensor:
     """Class probabilities ``[N, K]`` (softmax; rows sum to 1) on the CPU."""
+    if model.head is None:
+        raise GanforgeError(f"this {model.kind} feature net has no classification head "
+                            f"(num_classes=0): it gives features only, not class predictions")
     return _batched(model, images, batch_size, lambda x: model(x).softmax(dim=1),
                     model.num_classes)
 
@@ -231,7 +261,9 @@ def _accuracy(model: DomainClassifier, images: torch.Tensor, idx: torch.Tensor,
 def _recalibrate_batchnorm(model: DomainClassifier, images: torch.Tensor, idx: torch.Tensor,
                            batch_size: int, device: torch.device) -> None:
     """Replace BatchNorm running statistics (an EMA that lags behind the last weights when
-    training is short) by exact averages over un-augmented training images ``images[idx]``."""
+    training is short) by exact averages over un-augmented training images ``images[idx]``.
+    Runs :meth:`DomainClassifier.features` (every BatchNorm is in it), so head-less nets work
+    too."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
@@ -240,7 +272,7 @@ def _recalibrate_batchnorm(model: DomainClassifier, images: torch.Tensor, idx: t
     model.train()
     try:
         for i in range(0, len(idx), batch_size):
-            model(images[idx[i:i + batch_size]].to(device))
+            model.features(images[idx[i:i + batch_size]].to(device))
     finally:
         for m, mom in zip(bns, saved):
             m.momentum = mom
