@@ -542,6 +542,7 @@ _METRIC_LABELS = {
     "copy_median_feat": "copies: median ratio (features)",
     "copy_share_pixel": "copies: share under 0.5 (pixels)",
     "copy_median_pixel": "copies: median ratio (pixels)",
+    "cas": "CAS: trained on samples (accuracy)", "cas_real": "same classifier on real images",
 }
 
 
@@ -594,6 +595,11 @@ def _print_report(report: dict, title: str) -> None:
         out.print(f"ppl: {report['ppl_pairs']} pairs, t = 0 ({report['ppl_sampling']}-points), "
                   f"epsilon {report['ppl_epsilon']:g}, lengths in the 1st-99th percentile; "
                   f"distance: {report['ppl_distance']}", markup=False, highlight=False)
+    if "cas_test" in report:
+        out.print(f"cas: tested on {report['cas_test']} ({report['cas_test_images']} images); "
+                  f"{report['cas_samples']} samples vs {report['cas_real_images']} real "
+                  f"training images, {report['cas_steps']} classifier steps each",
+                  markup=False, highlight=False)
     if "copies" in report:
         out.print(f"copy: vs the run's training set {report['copy_reference']} "
                   f"({report['copy_train_images']} images); worst cases (pixel space) in "
@@ -608,12 +614,15 @@ def _print_report(report: dict, title: str) -> None:
                    "(density/coverage), classes, ppl (perceptual path length in z, and in w "
                    "for StyleGAN runs; LPIPS-VGG16, else pixel MSE), copy (memorisation: "
                    "nearest training image vs the real-to-real gap, against the run's own "
-                   "training set; writes RUN/copies.png)")
+                   "training set; writes RUN/copies.png), cas (classification accuracy score "
+                   "of a conditional run: a classifier trained on its samples, tested on real "
+                   "held-out images, beside one trained on the real ones)")
 @click.option("--n", "n", type=int, default=10_000, show_default=True,
               help="generated samples (and real samples at most); ppl walks min(N, 10,000) "
                    "latent pairs")
 @click.option("--features", default="auto", show_default=True,
-              help="inception, digits, a classifier file from `ganforge features train`, or "
+              help="inception, digits, a feature file (classifier or self-supervised) from "
+                   "`ganforge features train`, or "
                    "auto (Inception when its weights are found, the digits classifier on "
                    "digits)")
 @click.option("--inception-weights", type=click.Path(path_type=Path),
@@ -629,6 +638,13 @@ def _print_report(report: dict, title: str) -> None:
 @click.option("--ref-stats", "ref_stats", type=click.Path(path_type=Path),
               help="FID of RUN (or --fake DIR) against these statistics (.npz from "
                    "--save-stats, pytorch-fid or clean-fid) instead of real images")
+@click.option("--resize", type=click.Choice(["legacy", "clean"]),
+              help="how images reach the feature network's input size: legacy (each "
+                   "network's own; TF-bilinear for Inception, as published FIDs) or clean "
+                   "(clean-fid's PIL bicubic on floats)  [default: legacy]")
+@click.option("--reference", help="RUN's real side: train (its training data), test (its "
+              "held-out split: NAME:test of a torchvision set, or the test/ or val/ folder "
+              "beside a train/ folder), a statistics .npz, or a dataset  [default: train]")
 @click.option("--checkpoint", help="a checkpoint of the run (e.g. best, step_00001000)  "
               "[default: latest]")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the samples")
@@ -636,7 +652,8 @@ def _print_report(report: dict, title: str) -> None:
 def evaluate(run: Path | None, data: str | None, metrics: str, n: int, features: str,
              inception_weights: Path | None, real_dir: str | None, fake_dir: str | None,
              resolution: int | None, save_stats: Path | None, ref_stats: Path | None,
-             checkpoint: str | None, seed: int, device: str) -> None:
+             resize: str | None, reference: str | None, checkpoint: str | None, seed: int,
+             device: str) -> None:
     """Score a run (FID, KID, IS, precision/recall, density/coverage, classes, perceptual path
     length; mode coverage for 2-D data) and write RUN/eval.json; or compare two image folders
     with --real/--fake."""
@@ -655,7 +672,7 @@ def evaluate(run: Path | None, data: str | None, metrics: str, n: int, features:
         from .evaluate import save_real_stats
 
         s = save_real_stats(real_dir, save_stats, features, weights, resolution, device,
-                            log=say)
+                            log=say, resize=resize or "legacy")
         out.print(f"wrote {s['stats']}: mu [{s['dim']}], sigma [{s['dim']}, {s['dim']}] of "
                   f"{s['n_real']} images at {s['resolution']}px\nfeatures: {s['features']}",
                   markup=False, highlight=False)
@@ -670,23 +687,33 @@ def evaluate(run: Path | None, data: str | None, metrics: str, n: int, features:
             if run is not None:
                 raise GanforgeError("give RUN or --fake DIR with --ref-stats, not both")
             report = evaluate_folders(None, fake_dir, metrics, features, weights, resolution,
-                                      None, seed, device, log=say, ref_stats=str(ref_stats))
+                                      None, seed, device, log=say, ref_stats=str(ref_stats),
+                                      resize=resize or "legacy")
             _print_report(report, f"{fake_dir} ({report['n_fake']} images, "
                                   f"{report['resolution']}px) vs {ref_stats}")
             return
+    if reference is not None:
+        if real_dir or fake_dir or run is None:
+            raise GanforgeError("--reference picks a run's real side (`ganforge eval RUN "
+                                "--reference test`); with --fake DIR use --real DIR or "
+                                "--ref-stats FILE")
+        src = click.get_current_context().get_parameter_source("metrics")
+        if src is click.core.ParameterSource.DEFAULT and reference.lower().endswith(".npz"):
+            metrics = "fid"
     if real_dir or fake_dir:
         if not (real_dir and fake_dir) or run is not None:
             raise GanforgeError("compare two image sets with both --real DIR and --fake DIR "
                                 "(and no RUN), or evaluate a run with `ganforge eval RUN`")
         report = evaluate_folders(real_dir, fake_dir, metrics, features, weights, resolution,
-                                  None, seed, device, log=say)
+                                  None, seed, device, log=say, resize=resize or "legacy")
         _print_report(report, f"{fake_dir} vs {real_dir} ({report['n_fake']} vs "
                               f"{report['n_real']} images, {report['resolution']}px)")
         return
     if run is None:
         raise GanforgeError("give a run folder (`ganforge eval RUN`) or --real DIR --fake DIR")
     report = evaluate_run(run, data, metrics, n, features, weights, seed, device, checkpoint,
-                          log=say, ref_stats=str(ref_stats) if ref_stats else None)
+                          log=say, ref_stats=str(ref_stats) if ref_stats else None,
+                          reference=reference, resize=resize)
     report["metrics"] = finite_json(report["metrics"])
     atomic_write_text(Path(run) / "eval.json", json.dumps(report, indent=2) + "\n")
     _print_report(report, f"{run} ({report['checkpoint']}, step {report['step']}) vs "
@@ -696,42 +723,69 @@ def evaluate(run: Path | None, data: str | None, metrics: str, n: int, features:
 
 @app.group(context_settings=CONTEXT)
 def features() -> None:
-    """Offline feature networks for the metrics (classifier features)."""
+    """Offline feature networks for the metrics: a small classifier (images in class
+    sub-folders) or a self-supervised net (a flat folder of unlabelled images), trained on
+    the real images, for `ganforge eval --features FILE` when Inception weights are not at
+    hand. Their FIDs compare runs on the same data only."""
 
 
 @features.command(name="train", context_settings=CONTEXT)
 @click.option("--data", default="digits", show_default=True,
-              help="a labelled image set: a folder with one sub-folder per class, or a "
-                   "built-in dataset")
+              help="the real images: a folder with one sub-folder per class (or a labelled "
+                   "built-in dataset) for a classifier; a flat folder for self-supervised "
+                   "features")
 @click.option("--out", "out_file", type=click.Path(path_type=Path), required=True,
-              help="the classifier file to write (FILE.safetensors + FILE.json)")
+              help="the feature file to write (FILE.safetensors + FILE.json)")
+@click.option("--method", type=click.Choice(["auto", "classifier", "contrastive"]),
+              default="auto", show_default=True,
+              help="classifier: supervised, needs >= 2 classes of labels; contrastive: "
+                   "self-supervised (SimCLR-style), no labels needed; auto: classifier when "
+                   "the data has >= 2 classes, else contrastive")
 @click.option("--resolution", type=int, default=32, show_default=True,
               help="load the images at this size")
-@click.option("--epochs", type=int, default=12, show_default=True)
+@click.option("--epochs", type=int,
+              help="passes over the data  [default: 12 for a classifier; 20 for contrastive, "
+                   "within 400-800 steps]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def features_train(data: str, out_file: Path, resolution: int, epochs: int, seed: int,
-                   device: str) -> None:
-    """Train a small classifier on real labelled images, for `ganforge eval --features FILE`:
-    classifier-feature FID/KID/PR and class histograms, offline."""
+def features_train(data: str, out_file: Path, method: str, resolution: int,
+                   epochs: int | None, seed: int, device: str) -> None:
+    """Train a feature net on real images, for `ganforge eval --features FILE`: FID/KID/PR
+    offline (and class histograms with a classifier)."""
     from .data import load_dataset
     from .metrics.classifier import save_classifier, train_classifier
 
-    if epochs < 1:
+    def say(m: str) -> None:
+        out.print(m, markup=False, highlight=False)
+
+    if epochs is not None and epochs < 1:
         raise GanforgeError(f"--epochs {epochs}: train at least 1 epoch")
     if out_file.suffix != ".safetensors":
         out_file = out_file.with_name(out_file.name + ".safetensors")
     ds = load_dataset(data, resolution=resolution,
                       log=lambda m: err.print(m, markup=False, highlight=False))
-    model, _ = train_classifier(ds, epochs=epochs, batch_size=64, lr=4e-3, seed=seed,
-                                device=device,
-                                log=lambda m: out.print(m, markup=False, highlight=False))
+    if method == "auto":
+        labelled = ds.labels is not None and ds.num_classes >= 2
+        method = "classifier" if labelled else "contrastive"
+        why = (f"{ds.num_classes} classes of labels" if labelled else
+               "no class labels: a flat folder" if ds.labels is None else
+               f"only {ds.num_classes} class of labels")
+        say(f"method: {method} ({why})")
+    if method == "contrastive":
+        from .metrics.selfsup import train_contrastive
+
+        model, stats = train_contrastive(ds, epochs=epochs, seed=seed, device=device, log=say)
+        save_classifier(model, out_file)
+        say(f"wrote {out_file} (+ {out_file.with_suffix('.json').name}): {len(ds)} images, "
+            f"self-supervised (contrastive), {stats['seconds']:.0f}s")
+        return
+    model, _ = train_classifier(ds, epochs=epochs if epochs is not None else 12, batch_size=64,
+                                lr=4e-3, seed=seed, device=device, log=say)
     save_classifier(model, out_file)
     acc = model.accuracy
-    out.print(f"wrote {out_file} (+ {out_file.with_suffix('.json').name}): {len(ds)} images, "
-              f"{ds.num_classes} classes"
-              + (f", {100 * acc:.1f}% held-out accuracy" if acc is not None else ""),
-              markup=False, highlight=False)
+    say(f"wrote {out_file} (+ {out_file.with_suffix('.json').name}): {len(ds)} images, "
+        f"{ds.num_classes} classes" + (f", {100 * acc:.1f}% held-out accuracy" if acc is not None
+                                       else ""))
 
 
 def _image_io(fn):

@@ -36,7 +36,8 @@ from .images import IMAGE_EXTENSIONS, is_image_name
 TORCHVISION_NAMES = ("mnist", "fashion-mnist", "cifar10", "svhn", "celeba")
 BUILTIN_NAMES = ("digits", *TORCHVISION_NAMES)
 ACCEPTED = (
-    "digits, mnist, fashion-mnist, cifar10, svhn, celeba, a folder of images "
+    "digits, mnist, fashion-mnist, cifar10, svhn, celeba (NAME:test: its test split), a "
+    "folder of images "
     "(sub-folders = classes), a .zip of images, or vector data: ring8, grid25, spiral, moons, "
     "a .csv or .npy file"
 )
@@ -52,10 +53,17 @@ def open_source(spec: str | os.PathLike, home: Path, log: Callable[[str], None])
     if key == "digits":
         return digits_source()
     key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
-    if key in TORCHVISION_NAMES:
+    base, _, split = key.partition(":")
+    base = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(base, base)
+    if base in TORCHVISION_NAMES and split in ("", "train", "test"):
         from .torchvision_sets import torchvision_source
 
-        return torchvision_source(key, home / "datasets" / key)
+        return torchvision_source(base, home / "datasets" / base, split or "train")
+    if base in TORCHVISION_NAMES:
+        raise GanforgeError(f"{text}: unknown split {split!r}: use {base} (train) or {base}:test")
+    if base == "digits" and split:
+        raise GanforgeError(f"{text}: the built-in digits have no train/test split (all 1,797 "
+                            f"images are one set): give a folder for held-out images")
     if not text:
         raise GanforgeError(f"no dataset given: use one of {ACCEPTED}")
     path = Path(text).expanduser()

@@ -1,4 +1,5 @@
-"""torchvision datasets (train split), downloaded into ``ganforge_home()/datasets/<name>``.
+"""torchvision datasets, downloaded into ``ganforge_home()/datasets/<name>``: the train split,
+or the test split for ``NAME:test`` (the reference of ``ganforge eval --reference test``).
 
 Offline, the download fails; we turn that into one line saying which files to fetch from
 where and the exact folder to put them in (torchvision then finds them and skips the
@@ -39,18 +40,36 @@ _SETS: dict[str, tuple[str, dict, str, str, str]] = {
 }
 
 
-def download_hint(name: str, root: Path) -> str:
+# the test split's constructor kwargs (and, where it is another file, what to fetch from where)
+_TEST_SPLIT: dict[str, tuple[dict, str | None, str | None]] = {
+    "mnist": ({"train": False}, None, None),
+    "fashion-mnist": ({"train": False}, None, None),
+    "cifar10": ({"train": False}, None, None),
+    "svhn": ({"split": "test"}, "test_32x32.mat",
+             "http://ufldl.stanford.edu/housenumbers/test_32x32.mat"),
+    "celeba": ({"split": "test", "target_type": []}, None, None),
+}
+
+
+def download_hint(name: str, root: Path, split: str = "train") -> str:
     """'put FILES from URL into FOLDER' for one dataset."""
     _, _, files, url, sub = _SETS[name]
+    if split == "test":
+        files, url = _TEST_SPLIT[name][1] or files, _TEST_SPLIT[name][2] or url
     folder = root / sub if sub else root
     return f"put {files} from {url} into {folder}/"
 
 
-def torchvision_source(name: str, root: Path) -> Source:
-    """Instantiate the torchvision dataset (download=True) and expose its train images."""
+def torchvision_source(name: str, root: Path, split: str = "train") -> Source:
+    """Instantiate the torchvision dataset (download=True) and expose its ``split`` ("train"
+    or "test") images."""
     import torchvision.datasets as tvd
 
     cls_name, kwargs, *_ = _SETS[name]
+    if split == "test":
+        kwargs = _TEST_SPLIT[name][0]
+    elif split != "train":
+        raise GanforgeError(f"{name}:{split}: the split is 'train' or 'test'")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -67,11 +86,12 @@ def torchvision_source(name: str, root: Path) -> Source:
         said = (lines[-1] if lines else type(exc).__name__)[:160]
         why = "it needs network and 'pip install gdown'" if "gdown" in said else "no network?"
         raise GanforgeError(
-            f"could not download {name} ({why}): {download_hint(name, root)} and run again "
+            f"could not download {name} ({why}): {download_hint(name, root, split)} and run again "
             f"(torchvision said: {said})"
         ) from exc
-    fp = ["torchvision", name, str(root.resolve()), len(ds)]
-    if name == "celeba":
+    fp = ["torchvision", name, str(root.resolve()), len(ds)] + ([split] if split != "train" else [])
+    name = name if split == "train" else f"{name}:{split}"
+    if name.startswith("celeba"):
         folder = root / "celeba" / "img_align_celeba"
         paths = [folder / f for f in ds.filename]
         return FileSource(
