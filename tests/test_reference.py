@@ -91,6 +91,8 @@ def test_reference_test_train_and_npz(split_run, capsys):
     assert main(["eval", "--real", str(base / "test"), "--fake", str(base / "train"),
                  "--reference", "test"]) == 2
     assert "--reference" in _one_error(capsys)
+    assert main([*args, "--reference", str(base / "nothere")]) == 2
+    assert "no such file or folder" in _one_error(capsys)
 
 
 def test_reference_test_of_digits_is_one_error_line(tmp_path, tiny, capsys):

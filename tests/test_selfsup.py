@@ -235,6 +235,7 @@ def test_cli_method_classifier_on_a_flat_folder_is_one_error_line(sets, tmp_path
     assert code == 2 and "Traceback" not in err, err
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "class labels" in lines[0]
+    assert "--method contrastive" in lines[0]
     assert not (tmp_path / "c.safetensors").exists()
 
 
@@ -283,3 +284,30 @@ def test_missing_inception_error_names_features_train(tmp_path, monkeypatch):
     msg = str(e.value)
     assert "ganforge features train --data DIR --out FILE" in msg and "--features FILE" in msg
     assert "flat folder" in msg and "class sub-folders" in msg and "\n" not in msg
+
+
+def test_eval_run_on_self_supervised_features_ranks_better_above_collapsed(sets, monkeypatch,
+                                                                             capsys, tiny):
+    """`ganforge eval RUN --features FILE` on a run trained on the flat folder: a generator
+    that draws new images of the kind scores a lower FID than one stuck on two of them."""
+    import ganforge.evaluate as ev
+    from ganforge.data import load_dataset
+
+    run = sets["root"] / "run"
+    if not run.is_dir():
+        assert main(["train", "--preset", "dcgan", "--data", str(sets["real"]), "--max-steps",
+                     "2", "--out", str(run), "-q", *tiny]) == 0
+    fid = {}
+    for kind in ("better", "collapsed"):
+        images = load_dataset(str(sets[kind]), resolution=32, channels=3, log=None).images
+
+        def sample(g, n, seed, batch_size=500, images=images):
+            return images[torch.arange(n) % len(images)], None
+
+        monkeypatch.setattr(ev, "_sample_uint8", sample)
+        assert main(["eval", str(run), "--features", str(sets["features"]), "--metrics",
+                     "fid,kid", "--n", "160"]) == 0
+        rep = json.loads((run / "eval.json").read_text())
+        assert "self-supervised" in rep["features"]
+        fid[kind] = rep["metrics"]["fid"]
+    assert fid["better"] * 3 < fid["collapsed"], fid

@@ -658,31 +658,24 @@ def evaluate(run: Path | None, data: str | None, metrics: str, n: int, features:
     length; mode coverage for 2-D data) and write RUN/eval.json; or compare two image folders
     with --real/--fake."""
     from .evaluate import evaluate_folders, evaluate_run
-    from .metrics.evaluate import finite_json
-    from .utils import atomic_write_text
 
     def say(msg: str) -> None:
         err.print(msg, markup=False, highlight=False)
 
     weights = str(inception_weights) if inception_weights else None
     if save_stats is not None:
-        if not real_dir or fake_dir or run is not None or ref_stats is not None:
+        if not real_dir or fake_dir or run is not None or ref_stats is not None or reference:
             raise GanforgeError("--save-stats FILE writes the statistics of --real DIR: give "
-                                "--real DIR alone (no RUN, --fake or --ref-stats)")
-        from .evaluate import save_real_stats
-
-        s = save_real_stats(real_dir, save_stats, features, weights, resolution, device,
-                            log=say, resize=resize or "legacy")
-        out.print(f"wrote {s['stats']}: mu [{s['dim']}], sigma [{s['dim']}, {s['dim']}] of "
-                  f"{s['n_real']} images at {s['resolution']}px\nfeatures: {s['features']}",
-                  markup=False, highlight=False)
+                                "--real DIR alone (no RUN, --fake, --ref-stats or --reference)")
+        _save_stats(real_dir, save_stats, features, weights, resolution, device, say, resize)
         return
+    src = click.get_current_context().get_parameter_source("metrics")
+    if src is click.core.ParameterSource.DEFAULT and (
+            ref_stats is not None or str(reference or "").lower().endswith(".npz")):
+        metrics = "fid"  # statistics give the FID alone
     if ref_stats is not None:
         if real_dir or data:
             raise GanforgeError("--ref-stats replaces the real images: drop --real/--data")
-        src = click.get_current_context().get_parameter_source("metrics")
-        if src is click.core.ParameterSource.DEFAULT:
-            metrics = "fid"
         if fake_dir:
             if run is not None:
                 raise GanforgeError("give RUN or --fake DIR with --ref-stats, not both")
@@ -697,9 +690,6 @@ def evaluate(run: Path | None, data: str | None, metrics: str, n: int, features:
             raise GanforgeError("--reference picks a run's real side (`ganforge eval RUN "
                                 "--reference test`); with --fake DIR use --real DIR or "
                                 "--ref-stats FILE")
-        src = click.get_current_context().get_parameter_source("metrics")
-        if src is click.core.ParameterSource.DEFAULT and reference.lower().endswith(".npz"):
-            metrics = "fid"
     if real_dir or fake_dir:
         if not (real_dir and fake_dir) or run is not None:
             raise GanforgeError("compare two image sets with both --real DIR and --fake DIR "
@@ -714,11 +704,29 @@ def evaluate(run: Path | None, data: str | None, metrics: str, n: int, features:
     report = evaluate_run(run, data, metrics, n, features, weights, seed, device, checkpoint,
                           log=say, ref_stats=str(ref_stats) if ref_stats else None,
                           reference=reference, resize=resize)
+    _write_eval(run, report, n)
+
+
+def _write_eval(run: Path, report: dict, n: int) -> None:
+    from .metrics.evaluate import finite_json
+    from .utils import atomic_write_text
+
     report["metrics"] = finite_json(report["metrics"])
     atomic_write_text(Path(run) / "eval.json", json.dumps(report, indent=2) + "\n")
     _print_report(report, f"{run} ({report['checkpoint']}, step {report['step']}) vs "
                           f"{report['data']}, {n} samples")
     out.print(f"wrote {Path(run) / 'eval.json'}", markup=False, highlight=False)
+
+
+def _save_stats(real_dir: str, save_stats: Path, features: str, weights: str | None,
+                resolution: int | None, device: str, say, resize: str | None) -> None:
+    from .evaluate import save_real_stats
+
+    s = save_real_stats(real_dir, save_stats, features, weights, resolution, device, log=say,
+                        resize=resize or "legacy")
+    out.print(f"wrote {s['stats']}: mu [{s['dim']}], sigma [{s['dim']}, {s['dim']}] of "
+              f"{s['n_real']} images at {s['resolution']}px\nfeatures: {s['features']}",
+              markup=False, highlight=False)
 
 
 @app.group(context_settings=CONTEXT)
@@ -771,6 +779,10 @@ def features_train(data: str, out_file: Path, method: str, resolution: int,
                "no class labels: a flat folder" if ds.labels is None else
                f"only {ds.num_classes} class of labels")
         say(f"method: {method} ({why})")
+    if method == "classifier" and (ds.labels is None or ds.num_classes < 2):
+        raise GanforgeError(f"--method classifier needs class labels ({data} has "
+                            f"{'none' if ds.labels is None else 'one class'}): use a folder "
+                            f"with class sub-folders, or --method contrastive (self-supervised)")
     if method == "contrastive":
         from .metrics.selfsup import train_contrastive
 

@@ -105,6 +105,9 @@ def resolve_reference(reference: str, train_source: str) -> tuple[str | None, st
         return train_source, None
     if ref.lower() == "test":
         return test_split_of(train_source), None
+    if any(ch in ref for ch in ("/", "\\", "~", ".")) and not Path(ref).expanduser().exists():
+        raise GanforgeError(f"--reference {ref}: no such file or folder (use train, test, a "
+                            f"statistics .npz or a dataset)")
     if ref.lower().endswith(".npz"):
         return None, ref
     return ref, None
