@@ -621,10 +621,10 @@ def _print_report(report: dict, title: str) -> None:
               help="generated samples (and real samples at most); ppl walks min(N, 10,000) "
                    "latent pairs")
 @click.option("--features", default="auto", show_default=True,
-              help="inception, digits, a feature file (classifier or self-supervised) from "
-                   "`ganforge features train`, or "
-                   "auto (Inception when its weights are found, the digits classifier on "
-                   "digits)")
+              help="inception, dinov2 or clip (local weights; dinov2-vit-s-14, "
+                   "clip-vit-b-32...), digits, a feature file (classifier or "
+                   "self-supervised) from `ganforge features train`, or auto (Inception when "
+                   "its weights are found, the digits classifier on digits)")
 @click.option("--inception-weights", type=click.Path(path_type=Path),
               help="the FID Inception weights file (else $GANFORGE_INCEPTION_WEIGHTS or "
                    "torch's hub cache)")
