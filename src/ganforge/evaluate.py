@@ -71,11 +71,10 @@ def _stats_metrics(metrics: str | tuple[str, ...] | None) -> tuple[str, ...]:
 def test_split_of(source: str) -> str:
     """The held-out split of a training set ``source``: ``NAME:test`` for a torchvision set; for
     a folder named train/training, its sibling test/, val/, valid/ or validation/."""
-    from .data.sources import TORCHVISION_NAMES
+    from .data.sources import TORCHVISION_NAMES, builtin_key
 
     text = str(source).strip()
-    key = text.lower().replace("_", "-")
-    key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
+    key = builtin_key(text)[0]
     if key in TORCHVISION_NAMES:
         return f"{key}:test"
     if key == "digits":

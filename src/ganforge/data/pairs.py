@@ -56,6 +56,7 @@ from .images import _open, decode_image, is_grayish, to_8bit
 from .load import _attempt, _check_args, _skip_line, load_dataset
 from .sources import (
     BUILTIN_NAMES,
+    builtin_key,
     folder_source,
     open_source,
 )
@@ -290,9 +291,7 @@ def _check_scale(scale: object, resolution: int) -> None:
 
 
 def _is_builtin(spec: str) -> bool:
-    key = str(spec).strip().lower().replace("_", "-")
-    key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
-    return key in BUILTIN_NAMES
+    return builtin_key(spec)[0] in BUILTIN_NAMES
 
 
 def _folder(spec: str, task: str, layout: str) -> Path:

@@ -46,15 +46,23 @@ EXTENSIONS_TEXT = ", ".join(IMAGE_EXTENSIONS)
 
 
 
+_ALIASES = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}
+
+
+def builtin_key(spec: str | os.PathLike) -> tuple[str, str]:
+    """``(name, split)`` of a spec as the built-in names spell it: ``"CIFAR-10:test"`` ->
+    ``("cifar10", "test")``; files and folders come out lowercased, never matching a name."""
+    base, _, split = str(spec).strip().lower().replace("_", "-").partition(":")
+    return _ALIASES.get(base, base), split
+
+
 def open_source(spec: str | os.PathLike, home: Path, log: Callable[[str], None]) -> Source:
     """Turn a dataset spec into a source, or raise GanforgeError listing the accepted forms."""
     text = str(spec).strip()
-    key = text.lower().replace("_", "-")
+    base, split = builtin_key(text)
+    key = base + (f":{split}" if split else "")
     if key == "digits":
         return digits_source()
-    key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
-    base, _, split = key.partition(":")
-    base = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(base, base)
     if base in TORCHVISION_NAMES and split in ("", "train", "test"):
         from .torchvision_sets import torchvision_source
 
@@ -241,8 +249,7 @@ KNOWN_SIDES = {"digits": 8, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "sv
 
 def known_side(spec: str | os.PathLike) -> int | None:
     """The native shorter side of a built-in set, or None for files and folders."""
-    key = str(spec).strip().lower().replace("_", "-")
-    return KNOWN_SIDES.get({"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key))
+    return KNOWN_SIDES.get(builtin_key(spec)[0])
 
 
 def source_side(src: Source, probe: int = 16) -> int | None:
