@@ -158,3 +158,12 @@ def test_cas_end_to_end_with_fid(cond_run, monkeypatch, capsys):
     assert "CAS: trained on samples" in out and "cas: tested on digits" in out
     assert main(["eval", str(cond_run), "--metrics", "cas", "--ref-stats", "x.npz"]) == 2
     assert "cas" in _one_error(capsys)
+
+
+def test_reference_on_an_image_to_image_run_is_one_error_line(tmp_path, capsys):
+    run = tmp_path / "p2p"
+    assert main(["train", "--preset", "pix2pix", "--max-steps", "1", "--out", str(run), "-q",
+                 "batch_size=4"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--reference", "test"]) == 2
+    assert "held-out pairs" in _one_error(capsys)

@@ -381,6 +381,10 @@ def evaluate_run(run: str | Path, data: str | None = None, metrics: tuple[str, .
     metrics, want_cas = _split_metric(metrics, "cas")
     g = load(run, device=device, checkpoint=checkpoint)
     if reference is not None:
+        if hasattr(g, "translate"):
+            raise GanforgeError("--reference picks a noise-to-image or vector run's real side; "
+                                "this run translates images and is scored on its held-out "
+                                "pairs: drop --reference (--data SPEC for other pairs)")
         if data or ref_stats:
             raise GanforgeError("--reference replaces --data and --ref-stats: give one of them")
         data, ref_stats = resolve_reference(reference, g.cfg.data.source)
