@@ -23,6 +23,10 @@ def test_overrides_short_and_dotted_keys_and_types():
     assert cfg.data.channels == 3 and cfg.train.max_steps is None
     assert build_config("dcgan", ["resolution=64"]).data.resolution == 64
     assert cfg.train.max_time == "10m"
+    # diffaug=none (or off) turns the preset's DiffAugment off, as an empty policy does
+    for off in ("none", "off", ""):
+        assert build_config("small-data", [f"diffaug={off}"]).train.diffaug == ""
+    assert build_config("small-data", []).train.diffaug == "color,translation,cutout"
 
 
 @pytest.mark.parametrize("item, needle", [
@@ -31,6 +35,7 @@ def test_overrides_short_and_dotted_keys_and_types():
     ("batch_size=1.5", "bad value for train.batch_size"),
     ("resolution=48", "resolution=48 is not supported"),
     ("loss=foo", "unknown loss 'foo'"),
+    ("diffaug=colour", "unknown diffaug policy 'colour': use none or any of"),
     ("max_time=soon", "bad duration"),
     ("device=tpu", "device='tpu'"),
     ("noequals", "written key=value"),

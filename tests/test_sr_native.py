@@ -157,6 +157,11 @@ def test_tiles_bound_the_input_the_net_sees():
     out = tiled_upscale(net, x, 2, tile=32, overlap=4)
     assert torch.equal(out, F.interpolate(x, scale_factor=2, mode="nearest"))
     assert max(max(s) for s in seen) <= 32 + 2 * 4 and len(seen) > 20
+    # the smallest tile the CLI takes (16) still advances by half a tile, not one pixel
+    seen.clear()
+    out = tiled_upscale(net, x[..., :45, :37], 2, tile=16, overlap=8)
+    assert torch.equal(out, F.interpolate(x[..., :45, :37], scale_factor=2, mode="nearest"))
+    assert max(max(s) for s in seen) <= 16 and len(seen) <= 6 * 5
 
 
 def test_sr_metrics_follow_the_papers_protocol():

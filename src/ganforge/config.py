@@ -234,7 +234,7 @@ class Config:
             if key == "preset":
                 cfg.preset = str(value)
                 continue
-            if key == "version":
+            if key in ("version", "ganforge"):  # ganforge: a Hub folder's block (ganforge.hub)
                 continue
             section = getattr(cfg, key, None)
             if not dataclasses.is_dataclass(section) or not isinstance(value, dict):
@@ -570,7 +570,10 @@ def _set(cfg: Config, key: str, value: Any, from_text: bool, derived_ok: bool = 
     sec_name, name = key.split(".", 1)
     section = getattr(cfg, sec_name)
     hints = typing.get_type_hints(type(section))
-    setattr(section, name, _coerce(value, hints[name], key, from_text))
+    value = _coerce(value, hints[name], key, from_text)
+    if key == "train.diffaug" and str(value).strip().lower() in ("none", "off", "false", "0"):
+        value = ""  # diffaug=none: no DiffAugment (the empty policy)
+    setattr(section, name, value)
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str], from_text: bool = True

@@ -58,7 +58,7 @@ def check_names(cfg: Config) -> None:
         raise GanforgeError(f"unknown loss '{t.loss}': use one of {', '.join(sorted(LOSSES))}")
     bad = [p for p in filter(None, t.diffaug.split(",")) if p.strip() not in POLICIES]
     if bad:
-        raise GanforgeError(f"unknown diffaug policy {bad[0]!r}: use any of "
+        raise GanforgeError(f"unknown diffaug policy {bad[0]!r}: use none or any of "
                             f"{','.join(POLICIES)}")
 
 
