@@ -20,11 +20,13 @@ LAYERS = [
     ["ganforge.metrics"],  # pure metrics and feature spaces
     ["ganforge.recipes"],  # training schemes: nets, optimisers, phases, losses
     ["ganforge.options"],  # a run's config: which keys it reads, the names it uses
-    ["ganforge.checkpoint"],  # the run folder's I/O, below training and use
+    ["ganforge.checkpoint", "ganforge.hub_folder"],  # run / Hub folder I/O, below use
     ["ganforge.transfer"],  # starting a run from another run's weights (--init)
     ["ganforge.train", "ganforge.generate"],  # training a run; using one
-    # applications over a trained run: eval reports, projection, latent directions
-    ["ganforge.evaluate", "ganforge.project", "ganforge.directions"],
+    # applications over a trained run: eval reports, projection, latent directions, export,
+    # the Hub folder and push, the web demo
+    ["ganforge.evaluate", "ganforge.project", "ganforge.directions", "ganforge.export",
+     "ganforge.hub", "ganforge.demo"],
     ["ganforge.cli", "ganforge.__main__", "ganforge"],
 ]
 

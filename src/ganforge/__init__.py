@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         save_latent,
         sefa,
     )
+    from .export import export_onnx, export_torchscript
     from .generate import TrainedGAN, load
     from .project import Projection, project_images
     from .transfer import finetune_config
@@ -44,6 +45,7 @@ _LAZY.update(dict.fromkeys(["Directions", "sefa", "ganspace", "edit", "save_dire
 # projection: the function is exported as `project_images` (`ganforge.project` is the module,
 # `from ganforge.project import project` the same function)
 _LAZY.update(dict.fromkeys(["project_images", "Projection"], ".project"))
+_LAZY.update(dict.fromkeys(["export_onnx", "export_torchscript"], ".export"))
 
 
 def __getattr__(name: str) -> Any:
@@ -58,3 +60,4 @@ __all__ = ["Config", "GanforgeError", "TrainedGAN", "build_config", "finetune_co
 __all__ += ["Directions", "edit", "ganspace", "load_directions", "load_latent",
             "save_directions", "save_latent", "sefa"]
 __all__ += ["Projection", "project_images"]
+__all__ += ["export_onnx", "export_torchscript"]

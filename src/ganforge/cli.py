@@ -939,6 +939,26 @@ def upscale(run: Path, input_path: Path, out_dir: Path, tile: int, checkpoint: s
                   lambda x: t.upscale(x, tile))
 
 
+@app.command(name="demo", context_settings=CONTEXT)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--port", type=int, default=7860, show_default=True, help="port of the page")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to listen on (0.0.0.0: reachable from the network)")
+@click.option("--share", is_flag=True, help="also a public link through Gradio's tunnel "
+              "(needs the internet; without it the page stays local)")
+@_run_options
+def demo_cmd(run: Path, port: int, host: str, share: bool, checkpoint: str | None,
+             device: str) -> None:
+    """A web page to try a run in the browser (Gradio): samples, interpolations, or
+    translation / upscaling of an uploaded image; vector runs: a scatter plot."""
+    from .demo import check_port, launch, require_gradio
+
+    require_gradio()  # a missing Gradio or a taken port fails before the run is loaded
+    check_port(host, port)
+    launch(run, host=host, port=port, share=share, checkpoint=checkpoint, device=device,
+           say=lambda line: err.print(line, markup=False, highlight=False))
+
+
 @app.command(name="project", context_settings=CONTEXT)
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--image", "image_path", type=click.Path(path_type=Path), required=True,
@@ -1046,6 +1066,103 @@ def _write_projection(g, run: Path, p, targets, names: list[str], out_dir: Path,
               "mean_ssim": float(p.ssim.mean())}
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+@app.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("repo")
+@click.option("--checkpoint", help="a checkpoint of the run (e.g. best, step_00001000)  "
+              "[default: latest]")
+@click.option("--private", is_flag=True, help="create the repository private (an existing "
+              "one keeps its visibility)")
+@click.option("--license", "license_", help="the model card's license id (mit, apache-2.0, "
+              "cc-by-4.0...)  [default: other: the weights inherit the training data's terms]")
+@click.option("--token", help="a Hugging Face token with write access  [default: HF_TOKEN or "
+              "the `huggingface-cli login` one; prefer those: a command line is visible to "
+              "other users]")
+def push(run: Path, repo: str, checkpoint: str | None, private: bool, license_: str | None,
+         token: str | None) -> None:
+    """Upload RUN to the Hugging Face Hub as the model repository REPO (OWNER/NAME): the
+    sampling weights (safetensors), config, a sample grid and a model card; then
+    `ganforge.load("hf:OWNER/NAME")` loads it anywhere. RUN may also be a folder from
+    `ganforge export RUN --format hub`."""
+    from .hub import push as push_hub
+
+    url = push_hub(run, repo, checkpoint, private, license_, token,
+                   log=lambda m: err.print(m, markup=False, highlight=False))
+    out.print(url, markup=False, highlight=False)
+
+
+@app.command(name="export", context_settings=CONTEXT)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "hub"]),
+              default="onnx", show_default=True,
+              help="onnx (onnxruntime, TensorRT...), torchscript (torch.jit.load) or hub (a "
+              "Hugging Face model folder for `ganforge push`)")
+@click.option("--out", "out_path", type=click.Path(path_type=Path),
+              help="the file to write  [default: RUN/export/generator.onnx or .pt, "
+              "translator.* for image-to-image runs; hub: the folder RUN/export/hub]")
+@click.option("--checkpoint", help="a checkpoint of the run (e.g. best, step_00001000)  "
+              "[default: latest]")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]),
+              help="CycleGAN runs: export G (AtoB) or F (BtoA)  [default: AtoB]")
+@click.option("--tolerance", type=float, help="the largest max abs difference from PyTorch "
+              "the check after writing accepts  [default: 1e-4]")
+@click.option("--device", help="torchscript: where the nets are traced and checked (cpu, "
+              "cuda...); ONNX is exported and checked on the CPU  [default: cpu]")
+@click.option("--license", "license_", help="--format hub: the model card's license id (mit, "
+              "apache-2.0, cc-by-4.0...)")
+def export_cmd(run: Path, fmt: str, out_path: Path | None, checkpoint: str | None,
+               direction: str | None, tolerance: float | None, device: str | None,
+               license_: str | None) -> None:
+    """Export RUN's generator (or translator) as one ONNX or TorchScript file, checked against
+    PyTorch after writing; or as a Hub model folder. Inputs: z [N, latent] (+ class [N] for
+    conditional runs, + truncation [1] for StyleGAN runs), or image [N, C, H, W] in [-1, 1]
+    of any size for image-to-image runs."""
+    if fmt == "hub":
+        return _export_hub(run, out_path, checkpoint, direction, tolerance, device, license_)
+    from . import export as ex
+
+    if license_ is not None:
+        raise GanforgeError("--license is for --format hub (a model card): drop it")
+    if fmt == "onnx" and device not in (None, "cpu"):
+        raise GanforgeError(f"--device {device}: ONNX is exported and checked on the CPU "
+                            f"(onnxruntime); --device is for --format torchscript")
+    tol = ex.DEFAULT_TOLERANCE if tolerance is None else tolerance
+    if out_path is not None:
+        ex.check_out(out_path, fmt)
+    if fmt == "onnx":
+        rep = ex.export_onnx(run, out_path, checkpoint, direction, tol)
+    else:
+        rep = ex.export_torchscript(run, out_path, checkpoint, direction, tol, device or "cpu")
+    meta = rep["metadata"]
+    what = f"opset {ex.ONNX_OPSET}" if fmt == "onnx" else "torch.jit.load"
+    show = out.print
+    show(f"wrote {rep['path']} ({fmt}, {what}; {meta['preset']} run, step {meta['step']})",
+         markup=False, highlight=False)
+    for side in ("inputs", "outputs"):
+        sig = "; ".join(f"{x['name']} {x['dtype']} [{', '.join(map(str, x['shape']))}]"
+                        for x in rep[side])
+        if side == "outputs" and isinstance(meta.get("value_range"), list):
+            sig += " in [-1, 1]"
+        show(f"  {side + ':':<8} {sig}", markup=False, highlight=False)
+    show(f"max abs difference vs PyTorch: {rep['max_abs_diff']:.3g} (tolerance {tol:g})",
+         markup=False, highlight=False)
+
+
+def _export_hub(run: Path, out_path: Path | None, checkpoint: str | None,
+                direction: str | None, tolerance: float | None, device: str | None,
+                license_: str | None) -> None:
+    for flag, value in (("--direction", direction), ("--tolerance", tolerance),
+                        ("--device", device)):
+        if value is not None:
+            raise GanforgeError(f"{flag} is not used by --format hub (it copies the weights "
+                                f"as they are): drop it")
+    from .hub import export_hub
+
+    dest = export_hub(run, out_path or Path(run) / "export" / "hub", checkpoint=checkpoint,
+                      license=license_)
+    out.print(f"wrote {dest}", markup=False, highlight=False)
 
 
 @app.command(context_settings=CONTEXT)

@@ -151,6 +151,10 @@ class TrainedGAN:
             if self.cfg.model.pack > 1:
                 raise GanforgeError("rejection sampling needs a D that judges one sample at a "
                                     "time: this run packs samples (pack > 1)")
+            if not (self.checkpoint / "D.safetensors").is_file() \
+                    and (self.checkpoint / "model.safetensors").is_file():
+                raise GanforgeError("rejection sampling needs the run's D; a Hub model folder "
+                                    "holds the generator only: use the run folder")
             _, D = build_nets(self.cfg.model)
             ck.load_net(D, self.checkpoint, "D")
             self._D = D.to(self.device).eval()
@@ -335,11 +339,41 @@ def _open_run(run: Path, checkpoint: str | Path | None, nets: tuple[str, ...] = 
     return cfg, path
 
 
+def _load_hub(run: str | Path, device: str, checkpoint: str | Path | None
+              ) -> TrainedGAN | Translator | None:
+    """A Hub model folder or ``hf:OWNER/NAME`` spec loaded (see :mod:`ganforge.hub_folder`);
+    None when ``run`` is neither (a run folder)."""
+    from . import hub_folder as hub
+
+    if not (hub.is_spec(run) or hub.is_hub_folder(run)):
+        return None
+    if checkpoint:
+        raise GanforgeError(f"{run} is a Hub model with one set of weights: drop --checkpoint "
+                            f"(checkpoints are chosen when exporting the run)")
+    folder = hub.resolve(run)
+    cfg, block = hub.read_folder(folder)
+    dev = pick_device(device)
+    if cfg.data.task != "none":
+        from .nets.img2img import build_generators
+
+        gens = build_generators(cfg)
+        hub.load_weights(folder, gens)
+        return Translator(cfg, {k: net.to(dev) for k, net in gens.items()}, dev,
+                          block.get("step", 0), folder)
+    G, _ = build_nets(cfg.model)
+    hub.load_weights(folder, {"G": G})
+    return TrainedGAN(cfg, G.to(dev), dev, block.get("step", 0), folder, hub.class_names(folder))
+
+
 def load(run: str | Path, device: str = "auto", checkpoint: str | Path | None = None
          ) -> TrainedGAN | Translator:
     """Load a run for use: a :class:`TrainedGAN` (sampling) for noise-to-image runs, a
     :class:`Translator` for image-to-image ones. ``checkpoint`` picks a ``step_*`` folder
-    (or ``best``)."""
+    (or ``best``). ``run`` may also be a Hub model folder (``ganforge export RUN --format
+    hub``) or ``"hf:OWNER/NAME[@REVISION]"`` (downloaded; see :mod:`ganforge.hub`)."""
+    hub = _load_hub(run, device, checkpoint)
+    if hub is not None:
+        return hub
     run = Path(run)
     if run.is_dir() and Config.load(run / "config.json").data.task != "none":
         return load_translator(run, device, checkpoint)
@@ -454,6 +488,13 @@ def load_translator(run: str | Path, device: str = "auto",
                     checkpoint: str | Path | None = None) -> Translator:
     from .nets.img2img import build_generators
 
+    hub = _load_hub(run, device, checkpoint)
+    if isinstance(hub, TrainedGAN):
+        raise GanforgeError(f"{run} is a {hub.cfg.preset} model that generates from noise: use "
+                            f"`ganforge sample` (translate/upscale need a pix2pix, cyclegan or "
+                            f"srgan model)")
+    if hub is not None:
+        return hub
     run = Path(run)
     if run.is_dir() and (cfg := Config.load(run / "config.json")).data.task == "none":
         raise GanforgeError(f"{run} is a {cfg.preset} run that generates from noise: use "
