@@ -253,6 +253,13 @@ def test_hf_spec_loads_through_snapshot_download(runs, dc_hub, monkeypatch, tmp_
     assert main(["sample", "hf:alice/digits-dcgan", "--n", "3", "--out",
                  str(tmp_path / "s")]) == 0
     assert len(list((tmp_path / "s").glob("0*.png"))) == 3
+    # a model on the Hub has no folder of the user's to write into: --out is needed
+    for cmd in (["sample", "hf:alice/digits-dcgan", "--n", "3"],
+                ["interpolate", "hf:alice/digits-dcgan"]):
+        capsys.readouterr()
+        assert main(cmd) == 2
+        _one_error_line(capsys, "hf:alice/digits-dcgan", "give --out")
+    assert not list(tmp_path.glob("hf:*")) and not Path("hf:alice").exists()
     monkeypatch.setattr(hf, "snapshot_download", lambda *a, **k: str(tmp_path / "s"))
     with pytest.raises(GanforgeError, match="not a ganforge model"):
         ganforge.load("hf:alice/some-other-model")
@@ -363,3 +370,17 @@ def test_push_failures_are_one_line(runs, no_hub, monkeypatch, tmp_path, capsys)
     assert main(["push", run, "alice/x", "--token", "hf_bad"]) == 2
     _one_error_line(capsys, "refused the token", "HTTP 401", "huggingface-cli login")
     assert not list(tmp_path.iterdir())  # no temporary folder left behind
+
+
+def test_published_folders_name_local_data_by_its_last_component_only():
+    from ganforge import build_config
+    from ganforge.hub import public_config, public_source
+
+    assert public_source("/home/ann/photos/") == "photos"
+    assert public_source("C:\\Users\\ann\\faces") == "faces"
+    for spec in ("digits", "mnist:test", "hf:ann/faces", "ring8"):
+        assert public_source(spec) == spec
+    cfg = build_config("dcgan", {"source": "/home/ann/photos", "init": "/srv/runs/a/step_9"})
+    pub = public_config(cfg)
+    assert (pub.data.source, pub.train.init) == ("photos", "step_9")
+    assert cfg.data.source == "/home/ann/photos"  # the run's own config is untouched

@@ -27,6 +27,19 @@ def app() -> None:
     """ganforge: train, evaluate and use generative adversarial networks."""
 
 
+def _is_hub_spec(run) -> bool:
+    return str(run).startswith("hf:") and not Path(run).exists()
+
+
+def _in_run(run, *parts: str) -> Path:
+    """A default output path inside the run folder; a Hub model named ``hf:OWNER/NAME`` has no
+    folder of the user's to write into, so the output path must be given."""
+    if _is_hub_spec(run):
+        raise GanforgeError(f"{run} is a model on the Hub, with no local folder to write into: "
+                            f"give --out")
+    return Path(run).joinpath(*parts)
+
+
 def _default_run_dir(cfg) -> Path:
     src = Path(cfg.data.source).name or "data"
     stem = f"{cfg.preset}-{src}".replace(" ", "_")
@@ -208,7 +221,7 @@ def sample(run: Path, n: int, out_dir: Path | None, grid: Path | None, seed: int
                             "use one of them")
     g = _sampler(load(run, device=device))
     g.check_truncation(truncation)
-    out_dir = out_dir or Path(run) / "generated"
+    out_dir = out_dir or _in_run(run, "generated")
     if g.is_vector:
         if by_class:
             raise GanforgeError("--by-class is for image runs")
@@ -314,7 +327,7 @@ def interpolate(run: Path, out_file: Path | None, points: int, frames: int, rows
 
     from .generate import load
 
-    out_file = out_file or run / "interpolation.gif"
+    out_file = out_file or _in_run(run, "interpolation.gif")
     if str(out_file.suffix).lower() != ".gif":
         raise GanforgeError(f"--out {out_file}: interpolate writes a .gif file")
     if fps < 1 or scale < 1:
@@ -354,7 +367,7 @@ def stylemix(run: Path, out_file: Path | None, rows: int, cols: int, layers: str
     g = _sampler(load(run, device=device))
     grid = g.style_mix(rows, cols, seed, _parse_layers(layers) if layers else None,
                        truncation, cls)
-    out_file = out_file or Path(run) / "stylemix.png"
+    out_file = out_file or _in_run(run, "stylemix.png")
     save_png(grid, out_file)
     err.print(f"wrote a {rows}x{cols} style-mixing grid to {out_file} (step {g.step})")
 
@@ -413,7 +426,7 @@ def directions(run: Path, method: str, k: int, layers: str | None, out_file: Pat
         raise GanforgeError("--seeds must be >= 1")
     g = _sampler(load(run, device=device))
     dirs = dr.find_directions(g, method, k, _parse_layers(layers) if layers else None, n, seed)
-    out_file = out_file or Path(run) / "directions" / f"{method}.safetensors"
+    out_file = out_file or _in_run(run, "directions", f"{method}.safetensors")
     dr.save_directions(dirs, out_file)
     folder = out_file.with_suffix("")
     latent, labels = dr.seed_latent(g, seeds, seed, dirs.space, cls)
@@ -474,7 +487,7 @@ def edit(run: Path, direction: str, strength: float, latent_file: Path | None,
     dr.check_fits(g, dirs, space)
     src = dr.render(g, latent, space, labels)
     edited = dr.edit(g, latent, step, strength, space, labels, dirs.layers)
-    out_dir = out_dir or Path(run) / "edits"
+    out_dir = out_dir or _in_run(run, "edits")
     for i, img in enumerate(to_uint8(edited)):
         save_png(img, out_dir / f"{i:05d}.png")
     save_grid(torch.stack([src, edited], dim=1).flatten(0, 1), out_dir / "compare.png", nrow=2)
@@ -712,10 +725,13 @@ def _write_eval(run: Path, report: dict, n: int) -> None:
     from .utils import atomic_write_text
 
     report["metrics"] = finite_json(report["metrics"])
-    atomic_write_text(Path(run) / "eval.json", json.dumps(report, indent=2) + "\n")
+    hub = _is_hub_spec(run)  # a model on the Hub: nowhere of the user's to keep eval.json
+    if not hub:
+        atomic_write_text(Path(run) / "eval.json", json.dumps(report, indent=2) + "\n")
     _print_report(report, f"{run} ({report['checkpoint']}, step {report['step']}) vs "
                           f"{report['data']}, {n} samples")
-    out.print(f"wrote {Path(run) / 'eval.json'}", markup=False, highlight=False)
+    if not hub:
+        out.print(f"wrote {Path(run) / 'eval.json'}", markup=False, highlight=False)
 
 
 def _save_stats(real_dir: str, save_stats: Path, features: str, weights: str | None,

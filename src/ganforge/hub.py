@@ -25,6 +25,7 @@ safetensors are read, nothing is unpickled. That reading side (and the download)
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -214,7 +215,8 @@ def _write_folder(g, run: Path, folder: Path, lic: str, repo: str | None, say: L
               metadata={"format": "ganforge-hub", "ganforge_version": version(),
                         "nets": ",".join(nets), "step": str(g.step)})
     os.chmod(folder / WEIGHTS, 0o666 & ~_umask())  # safetensors writes 0600: as the others
-    (folder / "config.json").write_text(json.dumps({**g.cfg.to_dict(), "ganforge": block},
+    pub = public_config(g.cfg)
+    (folder / "config.json").write_text(json.dumps({**pub.to_dict(), "ganforge": block},
                                                    indent=2) + "\n")
     names = class_names(run)
     if names is not None:
@@ -224,9 +226,30 @@ def _write_folder(g, run: Path, folder: Path, lic: str, repo: str | None, say: L
         grid = _pairs_grid(g, folder / "samples.png")
     else:
         grid = _noise_grid(g, folder / "samples.png", _where(repo))
-    card = model_card(g.cfg, block, grid, _eval_report(run), lic, names, repo,
+    card = model_card(pub, block, grid, _eval_report(run), lic, names, repo,
                       float(state.get("train_seconds", 0.0)))
     (folder / "README.md").write_text(card)
+
+
+def public_source(source: str) -> str:
+    """What a published folder says of a run's data: built-in names (digits, mnist:test...) and
+    ``hf:`` specs as they are; a local path by its last component only, so a card pushed to
+    the Hub does not publish the user's directory layout (``/home/ann/photos`` -> ``photos``)."""
+    text = str(source).strip()
+    if text.startswith("hf:"):
+        return text
+    # a name (digits, mnist:test) stays itself; a path of either OS keeps its last part
+    return re.split(r"[\\/]", text.rstrip("/\\"))[-1] or text
+
+
+def public_config(cfg: Config) -> Config:
+    """A copy of ``cfg`` with its local paths (data source, ``--init`` checkpoint) reduced to
+    their last component."""
+    pub = copy.deepcopy(cfg)
+    pub.data.source = public_source(cfg.data.source)
+    if pub.train.init:
+        pub.train.init = Path(str(cfg.train.init)).name
+    return pub
 
 
 # --- the sample grid ------------------------------------------------------------------------
