@@ -1,5 +1,5 @@
-"""The ``ganforge`` command line: train, sample, interpolate, info, presets, directions, edit,
-project.
+"""The ``ganforge`` command line: train, sample, interpolate, stylemix, directions, edit,
+project, eval, features, translate, upscale, demo, export, push, info, presets.
 
 Every bad input ends as one ``error: ...`` line on stderr and exit status 2, never a traceback.
 """
