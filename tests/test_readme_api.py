@@ -21,6 +21,12 @@ def test_the_readme_python_api_examples_run(tmp_path, monkeypatch):
     code = "\n".join(blocks)
     assert code.count('"max_steps": 300') >= 6 and "n=10_000" in code
     code = code.replace('"max_steps": 300', '"max_steps": 2').replace("n=10_000", "n=64")
+    assert "port=7860, block=False" in code  # the demo example serves in the background
+    import socket
+
+    with socket.socket() as s:  # a free port: 7860 may be taken on the test machine
+        s.bind(("127.0.0.1", 0))
+        code = code.replace("port=7860", f"port={s.getsockname()[1]}")
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(code, str(README), "exec"), scope)
