@@ -41,7 +41,7 @@ def _in_run(run, *parts: str) -> Path:
 
 
 def _default_run_dir(cfg) -> Path:
-    src = Path(cfg.data.source).name or "data"
+    src = Path(cfg.data.source).name.replace(":", "-") or "data"  # hf:user/set:config
     stem = f"{cfg.preset}-{src}".replace(" ", "_")
     root = Path("runs")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -56,8 +56,9 @@ def _default_run_dir(cfg) -> Path:
 @app.command(context_settings=CONTEXT)
 @click.argument("overrides", nargs=-1)
 @click.option("--data", help="a folder or .zip of images, or digits, mnist, fashion-mnist, "
-              "cifar10, svhn, celeba; vectors: ring8, grid25, spiral, moons, a .csv or .npy "
-              "file  [default: digits]")
+              "cifar10, svhn, celeba, or hf:NAME[:CONFIG][:SPLIT] (a Hugging Face dataset; "
+              "hf:PATH: one saved to disk or parquet); vectors: ring8, grid25, spiral, moons, "
+              "a .csv or .npy file  [default: digits]")
 @click.option("--preset", help="starting recipe, see `ganforge presets`  [default: the one "
               "measured best for the data: small-data-cond for labelled images, small-data "
               "for unlabelled ones, toy for vectors]")
@@ -69,8 +70,9 @@ def _default_run_dir(cfg) -> Path:
               help="fine-tune: a new run whose nets start from this run folder (its nets, "
                    "recipe and settings; change data, steps, freeze_d=K ... as key=value) or "
                    "from a NET.safetensors file (nets from --preset)")
-@click.option("--resolution", type=int, help="32, 64 or 128 (stylegan2: up to 1024, biggan: "
-              "up to 512)  [default: 32]")
+@click.option("--resolution", help="32, 64 or 128 (stylegan2: up to 1024, biggan: up to 512), "
+              "or HxW for non-square images, e.g. 64x128 (dcgan, resnet, stylegan2, r3gan "
+              "nets)  [default: 32]")
 @click.option("--channels", type=int, help="1 or 3  [default: from the data]")
 @click.option("--max-steps", type=int, help="stop after this many steps")
 @click.option("--epochs", type=float, help="stop after this many passes over the data")
@@ -98,7 +100,7 @@ def _default_run_dir(cfg) -> Path:
 # torchrun) read top to bottom; each branch is a few lines and used once
 def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
           out_dir: Path | None, resume: Path | None, init: Path | None,
-          resolution: int | None,
+          resolution: str | None,
           channels: int | None, max_steps: int | None, epochs: float | None,
           max_time: str | None, batch_size: int | None, device: str | None, seed: int | None,
           on_divergence: str | None, precision: str | None, channels_last: bool | None,
@@ -513,6 +515,7 @@ def info(run: Path, as_json: bool) -> None:
         "run": str(run),
         "preset": cfg.preset,
         "data": cfg.data.source,
+        "xflip": cfg.data.xflip,
         "checkpoint": str(path) if path else None,
         "step": int(st.get("step", 0)),
         "images_seen": int(st.get("images_seen", 0)),
@@ -528,7 +531,8 @@ def info(run: Path, as_json: bool) -> None:
 
     t = Table(show_header=False, box=None)
     for k in ("run", "preset", "data", "checkpoint", "step"):
-        t.add_row(k, str(summary[k]))
+        t.add_row(k, str(summary[k]) + (" (x2 mirrored: xflip)" if k == "data"
+                                         and cfg.data.xflip else ""))
     t.add_row("images seen", f"{summary['images_seen']} ({summary['images_seen'] / 1000:.1f} "
                              "kimg)")
     t.add_row("train time", f"{summary['train_seconds']} s")
@@ -979,7 +983,7 @@ def demo_cmd(run: Path, port: int, host: str, share: bool, checkpoint: str | Non
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--image", "image_path", type=click.Path(path_type=Path), required=True,
               help="an image file or a folder of images (converted to the run's channels, "
-                   "centre-cropped to a square and resized to its resolution)")
+                   "centre-cropped to its aspect ratio and resized to its resolution)")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
               help="folder for NAME.png, NAME_compare.png, NAME.safetensors and report.json")
 @click.option("--space", type=click.Choice(["z", "w", "w+"]),

@@ -28,7 +28,14 @@ def opt(default: Any, help: str) -> Any:
 @dataclass
 class DataConfig:
     source: str = opt("digits", "--data SPEC: a folder, a .zip, digits, mnist, cifar10, ...")
-    resolution: int = opt(32, "image side in pixels after resize + centre crop (32, 64 or 128)")
+    resolution: int | str = opt(32,
+                                "image size after `fit`: a side in pixels (32, 64 or 128: a "
+                                "square) or HxW, height x width, both powers of two (64x128: "
+                                "landscape 1:2; dcgan, resnet, stylegan2 and r3gan nets)")
+    fit: str = opt("crop",
+                   "how images meet that shape: crop (resize the shorter side, cut the centre), "
+                   "pad (resize the longer side, pad with black) or stretch (resize to it, "
+                   "ignoring the aspect ratio)")
     channels: int | None = opt(None, "1 or 3; None = take it from the data")
     task: str = opt("none",
                     "image-to-image data (pix2pix, cyclegan, srgan presets), how its pairs are "
@@ -37,6 +44,20 @@ class DataConfig:
     direction: str = opt("AtoB", "translate A to B (AtoB) or B to A (BtoA)")
     scale: int = opt(4, "super-resolution factor of lowres2highres (2, 4 or 8)")
     test_fraction: float = opt(0.1, "held-out share of derived pairs (folders with test/ use it)")
+    xflip: bool = opt(False,
+                      "mirroring (stylegan2-ada's --mirror): the set is doubled with left-right "
+                      "flipped copies, flipped as batches are drawn (no extra memory); an epoch "
+                      "is then 2N images, so --epochs counts passes over the doubled set; image "
+                      "pairs flip both sides together; FID references stay on the real images")
+    image_column: str = opt("", "--data hf:...: the column of images (default: the first "
+                                "Image column, else one of encoded image bytes)")
+    label_column: str = opt("", "--data hf:...: the column of class labels (default: the first "
+                                "ClassLabel column, if any; none = train unlabelled)")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the images, from :attr:`resolution`."""
+        return image_size(self.resolution)
 
 
 @dataclass
@@ -91,9 +112,15 @@ class ModelConfig:
     # these four are filled in from the data when a run starts, and kept so a run rebuilds
     # without its data
     num_classes: int = opt(0, "classes seen by conditional nets (0 = unconditional)")
-    resolution: int = opt(0, "image side the nets are built for (0 for vector data)")
+    resolution: int | str = opt(0, "image side the nets are built for, or HxW (height x "
+                                "width) for non-square images (0 for vector data)")
     channels: int = opt(0, "image channels the nets are built for, or the vector size")
     in_channels: int = opt(0, "image-to-image: channels of the source images")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the images the nets are built for ((0, 0) for vector data)."""
+        return image_size(self.resolution)
 
 
 @dataclass
@@ -188,6 +215,44 @@ class TrainConfig:
                         "input (highest resolution first) keep the init weights")
     freeze_mapping: bool = opt(False, "StyleGAN2 fine-tuning: G's mapping network keeps the "
                                "init weights")
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+def parse_resolution(value: Any, key: str = "resolution") -> int | str:
+    """A resolution as the config keeps it: an int side for a square (``64``, ``"64"``,
+    ``"64x64"``), ``"HxW"`` for other shapes (``"64x128"``: 64 rows, 128 columns); a
+    ``(H, W)`` pair is accepted too. Anything else is a one-line error."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        value = f"{value[0]}x{value[1]}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    text = str(value).strip()
+    m = _SIZE_RE.match(text)
+    if m:
+        h, w = int(m.group(1)), int(m.group(2))
+        return h if h == w else f"{h}x{w}"
+    if re.fullmatch(r"\d+(\.0*)?", text):
+        return int(float(text))
+    raise GanforgeError(f"bad value for {key}: {value!r}: write a side (64) or HEIGHTxWIDTH "
+                        "(64x128)")
+
+
+def image_size(resolution: int | str | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of a resolution: ``64`` -> (64, 64), ``"64x128"`` -> (64, 128)."""
+    r = parse_resolution(resolution)
+    if isinstance(r, int):
+        return r, r
+    h, w = r.split("x")
+    return int(h), int(w)
+
+
+def size_text(height: int, width: int) -> int | str:
+    """The config's form of (height, width): the side when square, else ``"HxW"``."""
+    return parse_resolution((int(height), int(width)))
 
 
 # config.json's format: 2 = stylegan2 reads mbstd=0 as no minibatch-std (version 1 built it
@@ -570,7 +635,10 @@ def _set(cfg: Config, key: str, value: Any, from_text: bool, derived_ok: bool = 
     sec_name, name = key.split(".", 1)
     section = getattr(cfg, sec_name)
     hints = typing.get_type_hints(type(section))
-    value = _coerce(value, hints[name], key, from_text)
+    if name == "resolution":  # a side (int) or "HxW" (str)
+        value = parse_resolution(value, key)
+    else:
+        value = _coerce(value, hints[name], key, from_text)
     if key == "train.diffaug" and str(value).strip().lower() in ("none", "off", "false", "0"):
         value = ""  # diffaug=none: no DiffAugment (the empty policy)
     setattr(section, name, value)
@@ -649,6 +717,41 @@ IMG2IMG_TASKS = ("aligned", "folders", "unpaired", "edges2image", "gray2color",
 BIG_RES = {"stylegan2": (32, 1024), "biggan": (32, 512)}
 
 
+# families whose nets build non-square images (resolution=HxW): a 4 x 4k base map, D ending
+# on one; the others (biggan, mlp, the image-to-image nets) take a side only
+NON_SQUARE = ("dcgan", "resnet", "stylegan2", "r3gan")
+# how images meet the run's shape (ganforge.data.images)
+FITS = ("crop", "pad", "stretch")
+
+
+def _check_resolution(d: DataConfig, m: ModelConfig) -> None:
+    """Each side of ``resolution`` is one the run's family builds; HxW only for the
+    families that take it (:data:`NON_SQUARE`) and not for image-to-image data."""
+    h, w = d.size
+    text = f"resolution={d.resolution}"
+    if h != w and d.task != "none":
+        raise GanforgeError(f"{text}: image-to-image runs (task={d.task}) train on squares: "
+                            f"use one side, e.g. resolution={min(h, w)}")
+    if h != w and m.arch not in NON_SQUARE:
+        raise GanforgeError(f"{text}: arch={m.arch} builds square images only; non-square HxW is "
+                            f"built by arch={', '.join(NON_SQUARE)} (presets dcgan, wgan-gp, "
+                            "sngan, projection, small-data, stylegan2, r3gan...): use one side, "
+                            f"e.g. resolution={min(h, w)}")
+    by = ""
+    if d.task != "none":
+        ok, what = (16, 32, 64, 128, 256, 512), "a power of two, 16 to 512"
+    elif m.arch in BIG_RES:
+        lo, hi = BIG_RES[m.arch]
+        ok = tuple(2**i for i in range(5, 11) if lo <= 2**i <= hi)
+        what, by = f"a power of two, {lo} to {hi}", f" by {m.arch}"
+    else:
+        ok, what = (32, 64, 128), "32, 64 or 128"
+    if h not in ok or w not in ok:
+        sides = (f" on each side (HxW, e.g. {ok[0]}x{2 * ok[0]}: an aspect ratio of 1:2, 1:4, "
+                 "2:1...)" if h != w else "")
+        raise GanforgeError(f"{text} is not supported{by}: use {what}{sides}")
+
+
 # long: a flat list of independent one-line checks, one per rule, in the order of the
 # dataclasses; splitting it would only scatter them
 def validate(cfg: Config) -> None:
@@ -658,18 +761,13 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise GanforgeError(msg)
 
-    img2img = d.task != "none"
-    if img2img:
-        need(d.resolution in (16, 32, 64, 128, 256, 512),
-             f"resolution={d.resolution} is not supported: use a power of two, 16 to 512")
-    elif m.arch in BIG_RES:
-        lo, hi = BIG_RES[m.arch]
-        need(d.resolution in [2**i for i in range(5, 11)] and lo <= d.resolution <= hi,
-             f"resolution={d.resolution} is not supported by {m.arch}: use a power of two, "
-             f"{lo} to {hi}")
-    else:
-        need(d.resolution in (32, 64, 128),
-             f"resolution={d.resolution} is not supported: use 32, 64 or 128")
+    _check_resolution(d, m)
+    need(d.fit in FITS, f"fit={d.fit!r}: use {', '.join(FITS[:-1])} or {FITS[-1]}")
+    need(d.fit == "crop" or d.task == "none",
+         f"fit={d.fit}: not read by task={d.task} (image-to-image data is centre-cropped to "
+         "squares): drop fit")
+    need(d.fit == "crop" or m.arch != "mlp",
+         f"fit={d.fit}: not read by arch=mlp (vector data has no image shape): drop fit")
     need(d.task == "none" or d.task in IMG2IMG_TASKS,
          f"task={d.task!r}: use none or one of {', '.join(IMG2IMG_TASKS)}")
     need(d.direction in ("AtoB", "BtoA"), f"direction={d.direction!r}: use AtoB or BtoA")

@@ -73,7 +73,7 @@ def describe_run(model: TrainedGAN | Translator) -> str:
     elif model.is_vector:
         parts.append(f"{m.channels}-d vectors ({cfg.data.source})")
     else:
-        parts.append(f"{m.resolution}x{m.resolution} px, "
+        parts.append(f"{m.size[0]}x{m.size[1]} px, "
                      f"{'grayscale' if m.channels == 1 else 'RGB'}")
     if getattr(model, "num_classes", 0):
         names = model.class_names

@@ -143,7 +143,7 @@ def _features_spec(features: str, space) -> str:
     return spec
 
 
-def _load_ref(path: str | Path, space, resolution: int
+def _load_ref(path: str | Path, space, resolution: int | str
               ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The reference statistics, checked against the features and resolution in use, and the
     report keys naming them."""
@@ -166,6 +166,14 @@ def _fid_vs_ref(ref: tuple[torch.Tensor, torch.Tensor, dict], space, fake: torch
     ff, _ = space(fake)
     check_dim(extra["ref_stats"], mu, ff)
     return {"fid": frechet_distance(mu, sigma, *gaussian_stats(ff))}
+
+
+def _columns(cfg, spec: str) -> dict[str, str]:
+    """The run's ``image_column`` / ``label_column`` when ``spec`` is its own ``hf:`` training
+    data (another set finds its columns itself)."""
+    d = cfg.data
+    return ({"image_column": d.image_column, "label_column": d.label_column}
+            if spec == d.source else {})
 
 
 def save_real_stats(real: str | Path, out: str | Path, features: str = "auto",
@@ -206,7 +214,7 @@ def _ppl_metrics(g, n: int, seed: int, log: Log | None = None) -> tuple[dict[str
     from .metrics.ppl import EPSILON, lerp, path_lengths, ppl, ppl_distance, slerp_norm, slerp_unit
 
     pairs, G, dev = min(n, PPL_MAX_PAIRS), g.G, g.device
-    distance, name = ppl_distance(dev, g.cfg.model.resolution)
+    distance, name = ppl_distance(dev, min(g.cfg.model.size))
 
     def draw_z(m: int, gen: torch.Generator):
         z = torch.randn(2 * m, g.latent_dim, generator=gen).to(dev)
@@ -280,7 +288,8 @@ def _cas_report(g, train_source: str, test_source: str | None, n: int, seed: int
     cfgm, names, dev = g.cfg.model, list(g.class_names), str(pick_device(device))
 
     def load(spec: str):
-        return load_dataset(spec, resolution=cfgm.resolution, channels=cfgm.channels, log=None)
+        return load_dataset(spec, resolution=cfgm.resolution, channels=cfgm.channels, log=None,
+                            fit=g.cfg.data.fit, **_columns(g.cfg, spec))
 
     train = load(train_source)
     ty = _labels_as_run(train, names, "training set")
@@ -332,7 +341,8 @@ def _copy_report(g, run: str | Path, features: str, inception_weights: str | Non
     from .utils import pick_device, save_grid
 
     source, cfgm = g.cfg.data.source, g.cfg.model
-    train = load_dataset(source, resolution=cfgm.resolution, channels=cfgm.channels, log=None)
+    train = load_dataset(source, resolution=cfgm.resolution, channels=cfgm.channels, log=None,
+                         fit=g.cfg.data.fit, **_columns(g.cfg, source))
     if len(train) < 2:
         raise GanforgeError(f"--metrics copy: the training data {source} has {len(train)} "
                             f"image(s); the copy metric needs at least 2")
@@ -470,7 +480,7 @@ def evaluate_run(run: str | Path, data: str | None = None, metrics: tuple[str, .
         ref = None if ref_stats is None else _load_ref(ref_stats, space, cfgm.resolution)
         if ref is None:
             real = load_dataset(source, resolution=cfgm.resolution, channels=cfgm.channels,
-                                log=None)
+                                log=None, fit=g.cfg.data.fit, **_columns(g.cfg, source))
         fake, labels = _sample_uint8(g, n, seed)
         if ref is not None:
             report.update(ref[2], data=str(ref_stats))

@@ -198,7 +198,7 @@ def _noise_exportable(run: Path, checkpoint: str | Path | None) -> Exportable:
                      "sample` writes to samples.csv)")
     else:
         out = "image"
-        io_out = _io(out, "float32", ["N", m.channels, m.resolution, m.resolution],
+        io_out = _io(out, "float32", ["N", m.channels, *m.size],
                      "images NCHW in [-1, 1] (clamped): uint8 = round((x + 1) * 127.5); "
                      + ("gray" if m.channels == 1 else "RGB"))
     meta = {**_base_meta(cfg, g.step, g.checkpoint, "noise-to-vector" if vector

@@ -111,7 +111,7 @@ class TrainedGAN:
                  batch_size: int = 256, truncation: float | None = None,
                  noise_mode: str = "random") -> torch.Tensor:
         """Samples for latent codes ``z`` [N, latent_dim] (and labels ``c`` [N]): images float
-        [N, C, R, R] in [-1, 1], or vectors [N, D], on the CPU. ``truncation`` (StyleGAN
+        [N, C, H, W] in [-1, 1], or vectors [N, D], on the CPU. ``truncation`` (StyleGAN
         runs): w = w_avg + psi (w - w_avg); other runs truncate z when it is drawn
         (:meth:`noise`). ``noise_mode`` (StyleGAN runs): random, const or none per-pixel
         noise."""
@@ -125,15 +125,14 @@ class TrainedGAN:
                                noise_mode).float().cpu())
         if not out:
             m = self.cfg.model
-            shape = (0, m.channels) if self.is_vector else (0, m.channels, m.resolution,
-                                                            m.resolution)
+            shape = (0, m.channels) if self.is_vector else (0, m.channels, *m.size)
             return torch.empty(shape)
         return torch.cat(out)
 
     def sample(self, n: int, seed: int | None = None, c: int | str | None = None,
                batch_size: int = 256, truncation: float | None = None) -> torch.Tensor:
         """``n`` samples (of class ``c`` for conditional runs; balanced over classes when None):
-        float [n, C, R, R] in [-1, 1] (or [n, D] vectors), on the CPU; reproducible with
+        float [n, C, H, W] in [-1, 1] (or [n, D] vectors), on the CPU; reproducible with
         ``seed``. ``truncation``: psi for StyleGAN runs (1 = off), the latent threshold for
         the others (see :meth:`noise`)."""
         return self.generate(self.noise(n, seed, truncation), self.labels(n, c), batch_size,
@@ -263,7 +262,7 @@ class TrainedGAN:
     @torch.no_grad()
     def synthesize(self, ws: torch.Tensor, batch_size: int = 256,
                    noise_mode: str = "random") -> torch.Tensor:
-        """StyleGAN runs: images [N, C, R, R] in [-1, 1] (CPU) from per-layer latents ws
+        """StyleGAN runs: images [N, C, H, W] in [-1, 1] (CPU) from per-layer latents ws
         [N, num_ws, w_dim]."""
         if not self.is_style:
             raise GanforgeError(f"this run's generator ({self.cfg.model.arch}) has no w space: "
@@ -277,10 +276,11 @@ class TrainedGAN:
                   layers: list[int] | None = None, truncation: float | None = None,
                   c: int | str | None = None) -> torch.Tensor:
         """The style-mixing figure of the StyleGAN papers as one uint8 grid
-        [C, (rows+1)*R, (cols+1)*R]: the top row shows the ``cols`` column sources, the left
-        column the ``rows`` row sources, and cell (i, j) row source i with column source j's
-        ws on ``layers`` (default: the coarse half of the layers, which carries pose and
-        shape; the fine layers carry colour and texture). Fixed per-pixel noise."""
+        [C, (rows+1)*H, (cols+1)*W] (plus the grid's padding): the top row shows the ``cols``
+        column sources, the left column the ``rows`` row sources, and cell (i, j) row source i
+        with column source j's ws on ``layers`` (default: the coarse half of the layers, which
+        carries pose and shape; the fine layers carry colour and texture). Fixed per-pixel
+        noise."""
         if not self.is_style:
             raise GanforgeError(f"style mixing needs a StyleGAN run (arch=stylegan2, e.g. "
                                 f"--preset stylegan2-small); this run's generator is "

@@ -274,7 +274,7 @@ def _draw_noise_grid(g, path: Path, where: str) -> str:
         scatter_png(g.sample(1000, seed=GRID_SEED), path)
         return ("1,000 samples drawn with seed 0 (their first two coordinates): `ganforge "
                 f"sample {where} --n 1000 --seed 0` writes them to samples.csv.")
-    r = g.cfg.model.resolution
+    r = max(g.cfg.model.size)  # the longer side sets how many fit a card
     if g.num_classes:
         cols = 8 if r <= 64 else 4
         k = min(g.num_classes, MAX_CLASS_ROWS)
@@ -408,7 +408,7 @@ def _summary(cfg: Config, block: dict[str, Any], names: list[str] | None,
         output = (f"{m.in_channels}-channel images to {m.channels}-channel images{scale} "
                   f"(trained at {m.resolution}x{m.resolution}; any size works)")
     elif m.resolution:
-        output = f"{m.channels}-channel {m.resolution}x{m.resolution} images"
+        output = f"{m.channels}-channel {m.size[0]}x{m.size[1]} images"
     else:
         output = f"{m.channels}-d vectors"
     if m.num_classes:
@@ -479,7 +479,8 @@ def model_card(cfg: Config, block: dict[str, Any], grid: str | None,
     if d.task != "none":
         data.append(f"- task: `{d.task}`, direction `{d.direction}`"
                     + (f", scale x{d.scale}" if d.task == "lowres2highres" else ""))
-    data.append(f"- resolution {d.resolution}, channels "
+    data.append(f"- resolution {d.resolution}"
+                + (f" (fit={d.fit})" if d.fit != "crop" else "") + ", channels "
                 f"{d.channels if d.channels is not None else 'from the data'}")
     lines += ["## Training data", ""] + data + [""]
     lines += _usage(cfg, block, repo)

@@ -139,7 +139,7 @@ def class_labels(g: TrainedGAN, n: int, c: int | str | torch.Tensor | None
 
 def _check_images(g: TrainedGAN, images: torch.Tensor) -> torch.Tensor:
     m = g.cfg.model
-    want = [m.channels, m.resolution, m.resolution]
+    want = [m.channels, *m.size]
     if images.dim() != 4 or list(images.shape[1:]) != want or images.shape[0] < 1:
         raise GanforgeError(f"projection targets must be float [N, {', '.join(map(str, want))}]"
                             f" in [-1, 1] (this run's channels and resolution), got "
@@ -165,13 +165,13 @@ def latent_noise(t: float, std: float) -> float:
 
 def noise_regularizer(maps: list[torch.Tensor]) -> torch.Tensor:
     """Per image [N]: the squared mean autocorrelation at a one-pixel shift (both axes) of
-    every noise map [N, 1, R, R] and of its 2x2-pooled versions down to 8x8."""
+    every noise map [N, 1, H, W] and of its 2x2-pooled versions down to 8 (shorter side)."""
     total = maps[0].new_zeros(maps[0].shape[0])
     for m in maps:
         while True:
             total = total + (m * torch.roll(m, 1, dims=3)).mean(dim=(1, 2, 3)) ** 2
             total = total + (m * torch.roll(m, 1, dims=2)).mean(dim=(1, 2, 3)) ** 2
-            if m.shape[2] <= 8:
+            if min(m.shape[2:]) <= 8:
                 break
             m = F.avg_pool2d(m, 2)
     return total
@@ -477,17 +477,20 @@ project_images = project  # the name ``ganforge`` exports (``ganforge.project`` 
 # --- image files ---------------------------------------------------------------------------------
 
 
-def load_targets(files: list[Path], resolution: int, channels: int
+def load_targets(files: list[Path], resolution: int | str, channels: int
                  ) -> tuple[torch.Tensor, list[Path], list[str], list[str]]:
     """Read image files as projection targets: any Pillow mode converted to ``channels`` (RGB
-    onto gray -> luma; gray onto RGB -> repeated), other sizes centre-cropped to a square and
-    resized (bicubic, antialiased) to ``resolution``. Returns ``(images [N, C, R, R] in
-    [-1, 1], files read, unreadable files named with why, notes for the log)``."""
+    onto gray -> luma; gray onto RGB -> repeated), other sizes centre-cropped to the aspect
+    ratio of ``resolution`` (a side, or ``"HxW"``) and resized (bicubic, antialiased) to it.
+    Returns ``(images [N, C, H, W] in [-1, 1], files read, unreadable files named with why,
+    notes for the log)``."""
     import numpy as np
     from PIL import Image, ImageOps
 
+    from .config import image_size
     from .data.images import GRAY_MODES, describe_error, to_8bit
 
+    h, w = image_size(resolution)
     arrays, read, failed = [], [], []
     resized = converted = 0
     for f in files:
@@ -498,9 +501,9 @@ def load_targets(files: list[Path], resolution: int, channels: int
                 gray = img.mode in GRAY_MODES
                 img = to_8bit(img, channels)
             converted += gray != (channels == 1)
-            if img.size != (resolution, resolution):
+            if img.size != (w, h):
                 resized += 1
-                img = ImageOps.fit(img, (resolution, resolution), Image.BICUBIC)
+                img = ImageOps.fit(img, (w, h), Image.BICUBIC)
             arr = np.array(img, dtype=np.uint8)
         except Exception as e:  # noqa: BLE001 - unreadable / corrupt: skip and name it
             failed.append(f"{f.name} ({describe_error(e)})")
@@ -509,13 +512,13 @@ def load_targets(files: list[Path], resolution: int, channels: int
         read.append(f)
     notes = []
     if resized:
-        notes.append(f"resized {resized} image(s) to {resolution}x{resolution} (centre crop to "
-                     "a square, bicubic with antialiasing)")
+        notes.append(f"resized {resized} image(s) to {h}x{w} (centre crop to "
+                     f"{'a square' if h == w else f'{h}:{w}'}, bicubic with antialiasing)")
     if converted:
         notes.append(f"converted {converted} image(s) to {'gray' if channels == 1 else 'RGB'} "
                      f"(the run's {channels} channel{'s' if channels > 1 else ''})")
     if not arrays:
-        return torch.empty(0, channels, resolution, resolution), read, failed, notes
+        return torch.empty(0, channels, h, w), read, failed, notes
     x = torch.from_numpy(np.stack(arrays)).float() / 127.5 - 1
     return x, read, failed, notes
 

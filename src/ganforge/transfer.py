@@ -143,7 +143,7 @@ class InitWeights:
         src = self.source
         if src is None or name != "D" or self.cfg.model.arch != "stylegan2":
             return tensors
-        shift = (self.cfg.model.resolution.bit_length() - src.model.resolution.bit_length())
+        shift = min(self.cfg.model.size).bit_length() - min(src.model.size).bit_length()
         if not shift:
             return tensors
         out = {}

@@ -1,7 +1,8 @@
 """Image datasets for ganforge: ``load_dataset(spec)`` -> :class:`ImageDataset` (uint8 NCHW).
 
 Modules: ``dataset`` (the type, home folder), ``sources`` (folder, zip, digits),
-``torchvision_sets`` (mnist, fashion-mnist, cifar10, svhn, celeba), ``images`` (decoding and
+``torchvision_sets`` (mnist, fashion-mnist, cifar10, svhn, celeba), ``hf_sets`` (Hugging Face
+datasets: ``hf:NAME[:CONFIG][:SPLIT]``, ``hf:PATH``), ``images`` (decoding and
 conversion rules), ``cache`` (on-disk cache for big sets), ``load`` (putting it together).
 Vector data (2-D toy sets, CSV, NPY): ``load_vectors(spec)`` -> :class:`VectorDataset`, in
 ``vectors``.

@@ -1,16 +1,20 @@
 """On-disk cache of decoded images for sets too big for memory.
 
-``<home>/cache/<key>.npy`` holds the uint8 ``[N, C, R, R]`` array, ``<key>.labels.npy`` the
+``<home>/cache/<key>.npy`` holds the uint8 ``[N, C, H, W]`` array, ``<key>.labels.npy`` the
 labels (when labelled) and ``<key>.json`` the metadata. Every file is written to a temp
 name then ``os.replace``d; the JSON goes last and marks the entry complete.
 Arrays are reopened with ``mmap_mode="c"`` (copy-on-write: writable in memory, never
 written back), which ``torch.from_numpy`` accepts without the read-only warning.
+Training reads rows through :class:`RowFile` instead (positioned reads into its own buffer):
+a mapped page, once read, counts in the process's resident memory until the kernel takes it
+back, so random batches over the map would grow it to the whole file; a read does not.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import uuid
@@ -24,6 +28,7 @@ from ganforge.errors import GanforgeError
 CACHE_VERSION = 1
 DEFAULT_MEMORY_LIMIT = 2 * 1024**3
 _COPY_ROWS = 4096
+_IOV_MAX = 512  # buffers per preadv call (the OS allows at least 1024)
 
 
 def memory_limit(explicit: int | None = None) -> int:
@@ -42,10 +47,89 @@ def memory_limit(explicit: int | None = None) -> int:
         ) from None
 
 
-def cache_key(fingerprint: object, resolution: int, channels: int | None) -> str:
-    """Hash of what the decoded array depends on (source files, resolution, channels)."""
-    blob = json.dumps([CACHE_VERSION, fingerprint, resolution, channels], default=str)
+def cache_key(fingerprint: object, size: int | tuple[int, int], channels: int | None,
+              fit: str = "crop") -> str:
+    """Hash of what the decoded array depends on (source files, size (H, W), channels, fit).
+    Square crops hash as before sizes and fits existed, so their caches stay valid."""
+    h, w = (size, size) if isinstance(size, int) else size
+    parts: list[object] = [CACHE_VERSION, fingerprint, h, channels]
+    if h != w or fit != "crop":
+        parts = [CACHE_VERSION, fingerprint, [h, w], channels, fit]
+    blob = json.dumps(parts, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class RowFile:
+    """The rows of a cached ``.npy`` array on disk, read with positioned reads
+    (``os.preadv``): nothing is mapped, so what was read costs no resident memory once the
+    caller drops its buffer, however many rows a run reads (the kernel's page cache holds
+    the file, outside the process). Safe to use from several threads at once."""
+
+    path: Path
+    offset: int  # bytes before row 0 (the .npy header)
+    shape: tuple[int, ...]  # [N, C, H, W], uint8
+
+    @classmethod
+    def of(cls, arr: np.ndarray) -> RowFile | None:
+        """The file under a whole C-ordered uint8 ``np.memmap`` (as ``np.load(mmap_mode=...)``
+        returns), or None for an array in memory or a view into a map (whose ``offset`` is
+        its parent's)."""
+        name = getattr(arr, "filename", None)
+        if (name is None or not isinstance(arr.base, mmap.mmap) or arr.dtype != np.uint8
+                or not arr.flags.c_contiguous):
+            return None
+        return cls(Path(name), int(arr.offset), tuple(int(d) for d in arr.shape))
+
+    def gather(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``idx`` (int, any order, repeats allowed) as uint8 ``[len(idx), *shape[1:]]``,
+        the same bytes as ``array[idx]``; runs of consecutive rows take one read each."""
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        n = self.shape[0]
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"row index out of range for {n} rows of {self.path}")
+        idx = np.where(idx < 0, idx + n, idx)
+        if out is None:
+            out = np.empty((idx.size, *self.shape[1:]), dtype=np.uint8)
+        if out.dtype != np.uint8 or not out.flags.c_contiguous or out.shape[0] != idx.size:
+            raise ValueError("out must be a C-contiguous uint8 array with a row per index")
+        row = int(np.prod(self.shape[1:], dtype=np.int64))
+        order = np.argsort(idx, kind="stable")
+        rows = idx[order]
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1  # where a run of consecutive rows ends
+        flat = out.reshape(idx.size, row)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for run in np.split(np.arange(idx.size), breaks):
+                for part in np.array_split(run, -(-run.size // _IOV_MAX)) if run.size else ():
+                    self._read(fd, [flat[j] for j in order[part]], int(rows[part[0]]) * row)
+        finally:
+            os.close(fd)
+        return out
+
+    def _read(self, fd: int, bufs: list[np.ndarray], start: int) -> None:
+        """Fill ``bufs`` (rows, in file order) from byte ``start`` of the data."""
+        pos = self.offset + start
+        if os.preadv(fd, bufs, pos) == sum(b.nbytes for b in bufs):
+            return
+        for b in bufs:  # a short read (rare on local files): again, row by row
+            view, done = memoryview(b).cast("B"), 0
+            while done < len(view):
+                k = os.preadv(fd, [view[done:]], pos + done)
+                if k <= 0:
+                    raise GanforgeError(f"the decoded cache {self.path} is shorter than its "
+                                        "header says: delete it and run again")
+                done += k
+            pos += len(view)
+
+
+def release_pages(arr: np.ndarray) -> None:
+    """Unmap the pages of a whole ``np.memmap`` from this process (what was written stays in
+    the page cache and reaches the file): writing a big cache through a map then costs no
+    more resident memory than a chunk. A no-op for arrays in memory."""
+    base = getattr(arr, "base", None)
+    if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        base.madvise(mmap.MADV_DONTNEED)
 
 
 @dataclass
@@ -55,6 +139,11 @@ class CacheEntry:
     class_names: list[str]
     skipped: int
     path: Path
+
+    @property
+    def rows(self) -> RowFile | None:
+        """The array's rows for positioned reads (:class:`RowFile`)."""
+        return RowFile.of(self.images)
 
 
 def _paths(home: Path, key: str) -> tuple[Path, Path, Path]:
@@ -115,6 +204,8 @@ class CacheWriter:
             for i in range(0, count, _COPY_ROWS):
                 j = min(i + _COPY_ROWS, count)
                 out[i:j] = arr[i:j]
+                release_pages(out)
+                release_pages(arr)
             out.flush()
             del out
             src.unlink()

@@ -11,8 +11,11 @@ Conversion rules (every image ends up 8-bit ``L`` or ``RGB``):
 * Then ``channels=1`` converts colour to ``L`` (ITU-R 601 luma, as Pillow does) and
   ``channels=3`` repeats gray into ``RGB``.
 * EXIF orientation is applied, multi-frame files (GIF, TIFF) use their first frame.
-* The shorter side is resized to the resolution (bicubic, antialiased) and the centre
-  square is cropped (done in one step with ``Image.resize(box=...)``).
+* Then the image meets the run's shape, H x W (``resolution``: a side, or HxW), as ``fit``
+  says (bicubic, antialiased): ``crop`` (the default) resizes the shorter side to fit and cuts
+  the centre (one step, ``Image.resize(box=...)``), ``pad`` resizes the longer side to fit and
+  pads the rest with black, centred (letterbox), ``stretch`` resizes to H x W, ignoring the
+  aspect ratio.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..config import FITS, image_size
 from ..errors import GanforgeError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
@@ -118,42 +122,78 @@ def to_8bit(img: Image.Image, channels: int) -> Image.Image:
     return img if img.mode == want else img.convert(want)
 
 
-def decode_image(src: ImageSource, resolution: int, channels: int) -> np.ndarray:
-    """Decode a file path or bytes into a uint8 array ``[channels, resolution, resolution]``.
+def fit_plan(h: int, w: int, size: tuple[int, int], fit: str = "crop"
+             ) -> tuple[tuple[float, float, float, float], tuple[int, int], tuple[int, int]]:
+    """How an ``h`` x ``w`` image meets ``size`` (H, W) under ``fit``: ``(box, (nh, nw), (top,
+    left))``: the region ``box`` (x0, y0, x1, y1) of the image is resized to ``nh`` x ``nw``
+    and placed at (top, left) of the H x W canvas (black elsewhere: ``pad`` only)."""
+    if fit not in FITS:
+        raise GanforgeError(f"fit={fit!r}: use {', '.join(FITS[:-1])} or {FITS[-1]}")
+    H, W = size
+    if fit == "stretch":
+        return (0.0, 0.0, float(w), float(h)), (H, W), (0, 0)
+    if fit == "pad":  # the whole image, its longer side (relative to the canvas) fitting
+        t = min(H / h, W / w)
+        nh, nw = min(H, max(1, round(h * t))), min(W, max(1, round(w * t)))
+        return (0.0, 0.0, float(w), float(h)), (nh, nw), ((H - nh) // 2, (W - nw) // 2)
+    bw, bh = min(w, h * W / H), min(h, w * H / W)  # crop: the centre region of H:W
+    return ((w - bw) / 2, (h - bh) / 2, (w + bw) / 2, (h + bh) / 2), (H, W), (0, 0)
+
+
+def decode_image(src: ImageSource, resolution: int | str | tuple[int, int], channels: int,
+                 fit: str = "crop") -> np.ndarray:
+    """Decode a file path or bytes into a uint8 array ``[channels, H, W]`` (``resolution``: a
+    side, ``"HxW"`` or ``(H, W)``), fitted to that shape as ``fit`` says (module docstring).
 
     Raises whatever Pillow raises for unreadable data (callers skip and count those).
     """
+    H, W = image_size(resolution)
     with _open(src) as img:
-        if img.format == "JPEG":
-            img.draft(None, (resolution, resolution))  # fast DCT downscale, stays >= target
+        if img.format == "JPEG":  # fast DCT downscale, stays >= what the fit needs
+            w0, h0 = img.size
+            turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF: a quarter turn
+            want = (W, H) if not turned else (H, W)
+            if fit == "pad":
+                nh, nw = fit_plan(*((w0, h0) if turned else (h0, w0)), (H, W), fit)[1]
+                want = (nw, nh) if not turned else (nh, nw)
+            img.draft(None, want)
         img.load()
         img = ImageOps.exif_transpose(img)
         img = to_8bit(img, channels)
     w, h = img.size
-    s = min(w, h)
-    box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
-    img = img.resize((resolution, resolution), Image.Resampling.BICUBIC, box=box)
+    box, (nh, nw), (top, left) = fit_plan(h, w, (H, W), fit)
+    img = img.resize((nw, nh), Image.Resampling.BICUBIC, box=box)
+    if (nh, nw) != (H, W):
+        canvas = Image.new(img.mode, (W, H), 0)
+        canvas.paste(img, (left, top))
+        img = canvas
     arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
-def resize_batch(x: np.ndarray, resolution: int, channels: int) -> np.ndarray:
-    """Centre-crop, resize (bicubic, antialiased) and convert channels of a uint8 ``[N,C,h,w]``.
+def resize_batch(x: np.ndarray, resolution: int | str | tuple[int, int], channels: int,
+                 fit: str = "crop") -> np.ndarray:
+    """Fit (as :func:`fit_plan`; bicubic, antialiased) and convert channels of a uint8
+    ``[N, C, h, w]`` to ``[N, channels, H, W]``.
 
     Colour to gray uses the same fixed-point ITU-R 601 luma as Pillow; gray to colour repeats.
     """
+    H, W = image_size(resolution)
     t = torch.from_numpy(np.ascontiguousarray(x))
     if t.shape[1] == 3 and channels == 1:
         t = t.to(torch.int32)
         t = ((t[:, 0] * 19595 + t[:, 1] * 38470 + t[:, 2] * 7471 + 32768) >> 16)[:, None]
         t = t.to(torch.uint8)
     h, w = t.shape[-2:]
-    s = min(h, w)
-    t = t[..., (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-    if s != resolution:
-        f = F.interpolate(t.float(), size=(resolution, resolution), mode="bicubic",
-                          align_corners=False, antialias=True)
+    box, (nh, nw), (top, left) = fit_plan(h, w, (H, W), fit)
+    ch, cw = round(box[3] - box[1]), round(box[2] - box[0])
+    t = t[..., (h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
+    if (ch, cw) != (nh, nw):
+        f = F.interpolate(t.float(), size=(nh, nw), mode="bicubic", align_corners=False,
+                          antialias=True)
         t = f.round_().clamp_(0, 255).to(torch.uint8)
+    if (nh, nw) != (H, W):  # pad: black around the image
+        t = F.pad(t, (left, W - nw - left, top, H - nh - top))
     if t.shape[1] == 1 and channels == 3:
         t = t.expand(-1, 3, -1, -1)
     return t.contiguous().numpy()

@@ -89,10 +89,12 @@ class PatchDataset:
 
 
 def is_patch_spec(spec: str) -> bool:
-    """True for specs read at native size by patch tasks: folders and zips, not built-ins."""
+    """True for specs read at native size by patch tasks: folders and zips, not built-ins
+    nor Hugging Face datasets (``hf:``, read at the run's resolution)."""
+    from .hf_sets import is_hf_spec
     from .pairs import _is_builtin
 
-    return not _is_builtin(spec)
+    return not _is_builtin(spec) and not is_hf_spec(spec)
 
 
 def decode_native(src: Path | bytes, channels: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Where images come from: a folder, a .zip, scikit-learn digits, or a torchvision dataset.
+"""Where images come from: a folder, a .zip, scikit-learn digits, a torchvision dataset or a
+Hugging Face dataset (``hf:``, in :mod:`ganforge.data.hf_sets`).
 
 Each opener returns either :class:`FileSource` (encoded images decoded later by
 ``data/load.py``) or :class:`ArraySource` (images already in memory as uint8 arrays).
@@ -31,6 +32,7 @@ import numpy as np
 from ganforge.errors import GanforgeError
 
 from .base import ArraySource, FileSource, Source
+from .hf_sets import hf_source, is_hf_spec
 from .images import IMAGE_EXTENSIONS, is_image_name
 
 TORCHVISION_NAMES = ("mnist", "fashion-mnist", "cifar10", "svhn", "celeba")
@@ -38,7 +40,8 @@ BUILTIN_NAMES = ("digits", *TORCHVISION_NAMES)
 ACCEPTED = (
     "digits, mnist, fashion-mnist, cifar10, svhn, celeba (NAME:test: its test split), a "
     "folder of images "
-    "(sub-folders = classes), a .zip of images, or vector data: ring8, grid25, spiral, moons, "
+    "(sub-folders = classes), a .zip of images, hf:NAME[:CONFIG][:SPLIT] (a Hugging Face "
+    "dataset, or hf:PATH of a saved copy), or vector data: ring8, grid25, spiral, moons, "
     "a .csv or .npy file"
 )
 EXTENSIONS_TEXT = ", ".join(IMAGE_EXTENSIONS)
@@ -56,9 +59,18 @@ def builtin_key(spec: str | os.PathLike) -> tuple[str, str]:
     return _ALIASES.get(base, base), split
 
 
-def open_source(spec: str | os.PathLike, home: Path, log: Callable[[str], None]) -> Source:
-    """Turn a dataset spec into a source, or raise GanforgeError listing the accepted forms."""
+def open_source(spec: str | os.PathLike, home: Path, log: Callable[[str], None],
+                image_column: str = "", label_column: str = "") -> Source:
+    """Turn a dataset spec into a source, or raise GanforgeError listing the accepted forms.
+    ``image_column`` / ``label_column``: the columns of an ``hf:`` set (refused for others)."""
     text = str(spec).strip()
+    if is_hf_spec(text):
+        return hf_source(text, home, log, image_column, label_column)
+    for key, value in (("image_column", image_column), ("label_column", label_column)):
+        if value:
+            raise GanforgeError(f"{key}={value} names a column of a Hugging Face dataset "
+                                f"(--data hf:NAME) but {text or 'the data'} is not one: drop "
+                                f"{key}")
     base, split = builtin_key(text)
     key = base + (f":{split}" if split else "")
     if key == "digits":

@@ -66,22 +66,27 @@ def pixel_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _lpips_size(x: torch.Tensor) -> torch.Tensor:
-    r = x.shape[-1]
+    """``x`` with its shorter side brought into [LPIPS_MIN_SIZE, LPIPS_MAX_SIZE], the aspect
+    ratio kept (H x W images)."""
+    h, w = x.shape[-2:]
+    r = min(h, w)
     if r < LPIPS_MIN_SIZE:
-        return F.interpolate(x.float(), size=(LPIPS_MIN_SIZE, LPIPS_MIN_SIZE), mode="bilinear",
-                             align_corners=False)
+        return F.interpolate(x.float(), size=(h * LPIPS_MIN_SIZE // r, w * LPIPS_MIN_SIZE // r),
+                             mode="bilinear", align_corners=False)
     if r > LPIPS_MAX_SIZE:
-        if r % LPIPS_MAX_SIZE == 0:
+        if r % LPIPS_MAX_SIZE == 0 and max(h, w) % r == 0:
             return F.avg_pool2d(x.float(), r // LPIPS_MAX_SIZE)
-        return F.interpolate(x.float(), size=(LPIPS_MAX_SIZE, LPIPS_MAX_SIZE), mode="area")
+        return F.interpolate(x.float(), size=(h * LPIPS_MAX_SIZE // r, w * LPIPS_MAX_SIZE // r),
+                             mode="area")
     return x
 
 
 def ppl_distance(device: str | torch.device = "cpu", resolution: int | None = None
                  ) -> tuple[Distance, str]:
-    """``(d, name)``: LPIPS-VGG16 (images under 64 px upsampled to 64, over 256 px
-    downsampled to 256) when torchvision's VGG16 weights are in torch's hub cache, else
-    :func:`pixel_mse`; ``name`` says which, and where the missing weights go."""
+    """``(d, name)``: LPIPS-VGG16 (images whose shorter side, ``resolution``, is under 64 px
+    upsampled to 64, over 256 px downsampled to 256) when torchvision's VGG16 weights are in
+    torch's hub cache, else :func:`pixel_mse`; ``name`` says which, and where the missing
+    weights go."""
     got = perceptual.perceptual_distance(device)
     if got is None:
         url, path = perceptual.backbone_path("vgg")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import image_size
 from ..errors import GanforgeError
 
 META_KEY = "ganforge"
@@ -79,7 +80,7 @@ def load_stats(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict | Non
 
 
 def check_stats(path: str | Path, meta: dict | None, space_key: str, space_name: str,
-                resolution: int) -> str | None:
+                resolution: int | str) -> str | None:
     """Raise when ``meta`` says another feature space or resolution than the ones in use;
     return a note for a file without ganforge metadata (None when checked)."""
     if meta is None:
@@ -89,7 +90,8 @@ def check_stats(path: str | Path, meta: dict | None, space_key: str, space_name:
         raise GanforgeError(f"--ref-stats {path} holds statistics of {meta.get('features')!r}, "
                             f"not of the features in use ({space_name}): pass --features to "
                             f"match, or make the file with these features")
-    if meta.get("resolution") is not None and int(meta["resolution"]) != int(resolution):
+    if meta.get("resolution") is not None \
+            and image_size(meta["resolution"]) != image_size(resolution):
         raise GanforgeError(f"--ref-stats {path} was made at {meta['resolution']}px, the images "
                             f"here are {resolution}px: make the file at {resolution}px "
                             f"(--resolution) or evaluate at {meta['resolution']}px")

@@ -5,7 +5,9 @@ Each entry of :data:`NETS` builds ``(G, D)`` from a :class:`ganforge.config.Mode
 vector families in :data:`VECTOR_ARCHS`). Conventions, for every family:
 
 - ``G(z, c=None)``: z float [N, latent_dim], c int64 labels [N] (needed when ``g_cond`` is not
-  none, ignored otherwise) -> images [N, C, R, R] in [-1, 1], or vectors [N, C] (``mlp``).
+  none, ignored otherwise) -> images [N, C, H, W] in [-1, 1], or vectors [N, C] (``mlp``).
+  ``resolution`` is a side (H = W) or ``"HxW"``: non-square for the families of
+  :data:`ganforge.config.NON_SQUARE` only (a 4ah x 4aw base map: :func:`.layers.aspect`).
 - ``D(x, c=None, with_aux=False)`` -> logits [N]; with ``d_cond="aux"`` and ``with_aux=True``
   -> ``(logits [N], class_logits [N, num_classes])``. With ``pack = m > 1`` D takes
   ``layers.pack(x, m)`` ([N/m, C*m, H, W]) and returns [N/m] logits.
@@ -20,7 +22,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import NON_SQUARE, ModelConfig
 from ..errors import GanforgeError
 from . import biggan, dcgan, mlp, r3gan, resnet, stylegan2
 from .layers import apply_spectral_norm, channels_at
@@ -61,8 +63,12 @@ def build_nets(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
     """``(G, D)`` for ``cfg``, with spectral norm on G and/or D as ``cfg.spectral_norm`` says."""
     if cfg.arch not in NETS:
         raise ValueError(f"unknown arch '{cfg.arch}': use one of {', '.join(sorted(NETS))}")
-    if cfg.channels <= 0 or (cfg.resolution <= 0 and cfg.arch not in VECTOR_ARCHS):
+    h, w = cfg.size
+    if cfg.channels <= 0 or (min(h, w) <= 0 and cfg.arch not in VECTOR_ARCHS):
         raise ValueError("ModelConfig.resolution and .channels must be set before building nets")
+    if h != w and cfg.arch not in NON_SQUARE:
+        raise NetConfigError(f"resolution={cfg.resolution}: arch={cfg.arch} builds square images "
+                             f"only (non-square: arch={', '.join(NON_SQUARE)})")
     if cfg.spectral_norm not in ("none", "d", "g", "both"):
         raise ValueError(f"spectral_norm={cfg.spectral_norm!r}: use none, d, g or both")
     try:

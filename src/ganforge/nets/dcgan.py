@@ -1,12 +1,13 @@
-"""DCGAN (Radford et al. 2015), as in the seed note, for any power-of-two resolution >= 8.
+"""DCGAN (Radford et al. 2015), as in the seed note, for any power-of-two resolution >= 8, square
+or H x W with a power-of-two aspect ratio (a 4ah x 4aw base map: :func:`~.layers.aspect`).
 
 G: z -> 4x4 (ConvTranspose 4,1,0) -> doubling ConvTranspose(4,2,1) + BatchNorm + ReLU blocks
 -> ConvTranspose to C channels + tanh. D mirrors it with strided Conv(4,2,1) + LeakyReLU(0.2),
-BatchNorm on every block but the first, down to features [N, C4, 4, 4]; these are flattened to
-h [N, C4*16] and a :class:`~ganforge.nets.layers.DHead` gives the logit (its bias-free linear
-over h is the seed's final 4x4 conv, the same 1 x C4*16 weights). No sigmoid: the losses use
-the numerically stable with-logits forms. Weights ~ N(0, 0.02), BatchNorm gain ~ N(1, 0.02).
-At 32x32 with the default widths this is exactly the seed's 512-256-128 net.
+BatchNorm on every block but the first, down to features [N, C4, 4, 4] (4ah x 4aw); these are
+flattened to h [N, C4*16] and a :class:`~ganforge.nets.layers.DHead` gives the logit (its
+bias-free linear over h is the seed's final 4x4 conv, the same 1 x C4*16 weights). No sigmoid:
+the losses use the numerically stable with-logits forms. Weights ~ N(0, 0.02), BatchNorm gain
+~ N(1, 0.02). At 32x32 with the default widths this is exactly the seed's 512-256-128 net.
 
 Options (ModelConfig): g_cond concat/cbn, d_cond concat/aux/projection, mbstd (before the head),
 pack (D's first conv takes channels * pack), norm_d=False (no BatchNorm in D, for WGAN-GP; the
@@ -30,6 +31,7 @@ from .layers import (
     CondSequential,
     DHead,
     MinibatchStd,
+    aspect,
     batch_norm,
     channels_at,
     cond_classes,
@@ -45,9 +47,9 @@ def _widths(resolution: int, base: int, cmax: int) -> list[int]:
 
 
 class Generator(nn.Module):
-    """``G(z [N, latent_dim], c [N] | None) -> images [N, channels, R, R]`` in [-1, 1]."""
+    """``G(z [N, latent_dim], c [N] | None) -> images [N, channels, H, W]`` in [-1, 1]."""
 
-    def __init__(self, latent_dim: int = 100, resolution: int = 32, channels: int = 3,
+    def __init__(self, latent_dim: int = 100, resolution: int | str = 32, channels: int = 3,
                  channel_base: int = 2048, channel_max: int = 512, num_classes: int = 0,
                  cond: str = "none"):
         super().__init__()
@@ -56,10 +58,11 @@ class Generator(nn.Module):
         # concat: z [N, latent_dim] -> [N, latent_dim + E]
         self.label = ConcatLabel(k, (min(latent_dim, LABEL_DIM),)) if cond == "concat" else None
         k_bn = k if cond == "cbn" else 0
-        w = _widths(resolution, channel_base, channel_max)
+        s, ah, aw = aspect(resolution)
+        w = _widths(s, channel_base, channel_max)
         zin = latent_dim + (self.label.extra if self.label is not None else 0)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(zin, w[0], 4, 1, 0, bias=False),  # -> [N, w0, 4, 4]
+            nn.ConvTranspose2d(zin, w[0], (4 * ah, 4 * aw), 1, 0, bias=False),  # -> 4ah x 4aw
             batch_norm(w[0], k_bn),
             nn.ReLU(True),
         ]
@@ -75,15 +78,15 @@ class Generator(nn.Module):
             c = need_labels(c, z.shape[0], f"G (g_cond={self.cond})")
         if self.label is not None:
             z = self.label(z, c)
-        return self.main(z.view(z.shape[0], -1, 1, 1), c)  # [N, C, R, R]
+        return self.main(z.view(z.shape[0], -1, 1, 1), c)  # [N, C, H, W]
 
 
 class Discriminator(nn.Module):
-    """``D(x [N, channels*pack, R, R], c [N] | None, with_aux=False) -> logits [N]``, or
+    """``D(x [N, channels*pack, H, W], c [N] | None, with_aux=False) -> logits [N]``, or
     ``(logits [N], class logits [N, K])`` when built with ``cond="aux"`` and ``with_aux=True``.
     With ``pack > 1``, x is :func:`~ganforge.nets.layers.pack` ed and N is the packed batch."""
 
-    def __init__(self, resolution: int = 32, channels: int = 3, channel_base: int = 2048,
+    def __init__(self, resolution: int | str = 32, channels: int = 3, channel_base: int = 2048,
                  channel_max: int = 512, num_classes: int = 0, cond: str = "none",
                  mbstd: int = 0, pack: int = 1, norm: bool = True):
         super().__init__()
@@ -91,9 +94,10 @@ class Discriminator(nn.Module):
         if pack > 1 and cond != "none":
             raise ValueError("pack > 1 works with an unconditional D only (d_cond=none)")
         self.cond, self.resolution = cond, resolution
-        # concat: one label channel [N, 1, R, R] appended to x
-        self.label = ConcatLabel(k, (1, resolution, resolution)) if cond == "concat" else None
-        w = _widths(resolution, channel_base, channel_max)[::-1]  # widths at R/2, ..., 4
+        s, ah, aw = aspect(resolution)
+        # concat: one label channel [N, 1, H, W] appended to x
+        self.label = (ConcatLabel(k, (1, s * ah, s * aw)) if cond == "concat" else None)
+        w = _widths(s, channel_base, channel_max)[::-1]  # widths at s/2, ..., 4
         cin = channels * pack + (1 if self.label is not None else 0)
         layers: list[nn.Module] = [nn.Conv2d(cin, w[0], 4, 2, 1, bias=False),
                                    nn.LeakyReLU(0.2, True)]
@@ -101,9 +105,9 @@ class Discriminator(nn.Module):
             layers += [nn.Conv2d(ci, co, 4, 2, 1, bias=not norm)]
             layers += [nn.BatchNorm2d(co)] if norm else []
             layers += [nn.LeakyReLU(0.2, True)]
-        self.features = nn.Sequential(*layers)  # -> [N, w[-1], 4, 4]
-        self.mbstd = MinibatchStd(mbstd) if mbstd > 0 else None  # -> [N, w[-1] + 1, 4, 4]
-        feat = (w[-1] + (1 if self.mbstd is not None else 0)) * 16
+        self.features = nn.Sequential(*layers)  # -> [N, w[-1], 4ah, 4aw]
+        self.mbstd = MinibatchStd(mbstd) if mbstd > 0 else None  # -> [N, w[-1] + 1, ...]
+        feat = (w[-1] + (1 if self.mbstd is not None else 0)) * 16 * ah * aw
         self.head = DHead(feat, k, cond, bias=False)
         init_weights(self)
 
@@ -114,7 +118,7 @@ class Discriminator(nn.Module):
         h = self.features(x)
         if self.mbstd is not None:
             h = self.mbstd(h)
-        return self.head(h.flatten(1), c, with_aux)  # h: [N, C4*16]
+        return self.head(h.flatten(1), c, with_aux)  # h: [N, C4*16*ah*aw]
 
     def input_blocks(self) -> list[list[nn.Module]]:
         """D's layers nearest the input, one group per resolution (highest first): FreezeD

@@ -5,7 +5,7 @@ Conditioning modes (``ModelConfig.g_cond`` / ``d_cond``), the same for every fam
 
 - G ``concat``: ``z`` gets ``nn.Embedding(K, E)(c)`` appended, ``E = min(latent_dim, 64)``.
 - G ``cbn``: every BatchNorm of G becomes a :class:`CondBatchNorm` (per-class gamma, beta).
-- D ``concat``: images get one extra R x R input channel, ``nn.Embedding(K, R*R)(c)``; vectors
+- D ``concat``: images get one extra H x W input channel, ``nn.Embedding(K, H*W)(c)``; vectors
   get ``E = min(hidden, 64)`` extra features (:class:`ConcatLabel`).
 - D ``aux``: AC-GAN, a class-logit head beside the real/fake logit (:class:`DHead`).
 - D ``projection``: ``linear(h) + <embed(c), h>`` (Miyato & Koyama 2018) (:class:`DHead`).
@@ -20,6 +20,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..config import image_size
+
 G_CONDS = ("none", "concat", "cbn")
 D_CONDS = ("none", "concat", "aux", "projection")
 LABEL_DIM = 64  # widest label embedding concatenated to z (G) or to a vector (D)
@@ -28,6 +30,20 @@ LABEL_DIM = 64  # widest label embedding concatenated to z (G) or to a vector (D
 def channels_at(res: int, base: int, cmax: int) -> int:
     """Width of a layer working at ``res`` x ``res`` (StyleGAN's channel_base/channel_max)."""
     return max(1, min(cmax, base // res))
+
+
+def aspect(resolution: int | str | tuple[int, int]) -> tuple[int, int, int]:
+    """``(s, ah, aw)`` of a resolution (a side, ``"HxW"`` or ``(H, W)``): its shorter side
+    ``s`` and the multiples ``ah = H / s``, ``aw = W / s`` ((1, 1) for a square). The conv
+    families work through the levels r = 4, 8, .., s of the shorter side, each an
+    ``(r*ah) x (r*aw)`` map (G starts from a ``4ah x 4aw`` base map, D ends on one), with the
+    widths of r (:func:`channels_at`): a 32x64 net has the widths of the 32x32 one."""
+    h, w = image_size(resolution)
+    s = min(h, w)
+    if s < 1 or h % s or w % s or (h * w // s**2) & (h * w // s**2 - 1):
+        raise ValueError(f"resolution {h}x{w}: the aspect ratio must be a power of two "
+                         "(1:1, 1:2, 2:1, 1:4...)")
+    return s, h // s, w // s
 
 
 def cond_classes(mode: str, num_classes: int, modes: tuple[str, ...], what: str) -> int:

@@ -5,7 +5,9 @@ github.com/brownvc/R3GAN (``R3GAN/Networks.py``, ``Resamplers.py``, ``FusedOpera
 The paper's training scheme (relativistic pairing loss + R1 + R2, Adam with beta1 = 0, cosine
 schedules of lr / gamma / beta2 / EMA / augmentation) belongs to the recipe, not to this file.
 
-Both nets are stacks of stages, one per resolution 4, 8, .., R; the stage at r is
+Both nets are stacks of stages, one per resolution 4, 8, .., R (H x W images: the levels of
+the shorter side, each map (r*ah) x (r*aw), the 4x4 bases below 4ah x 4aw:
+:func:`~ganforge.nets.layers.aspect`); the stage at r is
 ``channels_at(r, base, max)`` wide (the paper's CIFAR-10: 768 everywhere, i.e. base >= 24576,
 max 768; FFHQ-256: 768 up to 32 then 384, 192, 96: base 24576, max 768).
 
@@ -71,7 +73,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .layers import ConcatLabel, channels_at, cond_classes, need_labels
+from .layers import ConcatLabel, aspect, channels_at, cond_classes, need_labels
 
 G_CONDS = ("none", "concat")  # G conditioning this family supports
 D_CONDS = ("none", "projection")  # D conditioning this family supports
@@ -186,11 +188,12 @@ class ResidualBlock(nn.Module):
 
 
 class GenerativeBasis(nn.Module):
-    """G's 4x4 input: ``basis [C, 4, 4] * linear(z) [N, C, 1, 1]`` -> [N, C, 4, 4]."""
+    """G's 4x4 input: ``basis [C, 4, 4] * linear(z) [N, C, 1, 1]`` -> [N, C, 4, 4] (``size``:
+    4ah x 4aw for H x W images)."""
 
-    def __init__(self, in_features: int, channels: int):
+    def __init__(self, in_features: int, channels: int, size: tuple[int, int] = (4, 4)):
         super().__init__()
-        self.basis = nn.Parameter(torch.randn(channels, 4, 4))
+        self.basis = nn.Parameter(torch.randn(channels, *size))
         self.linear = msr_init_(nn.Linear(in_features, channels, bias=False))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -199,11 +202,11 @@ class GenerativeBasis(nn.Module):
 
 class DiscriminativeBasis(nn.Module):
     """D's 4x4 output: depthwise 4x4 valid conv [N, C, 4, 4] -> [N, C], then a bias-free
-    linear -> [N, out_features]."""
+    linear -> [N, out_features] (``size``: 4ah x 4aw for H x W images)."""
 
-    def __init__(self, channels: int, out_features: int):
+    def __init__(self, channels: int, out_features: int, size: tuple[int, int] = (4, 4)):
         super().__init__()
-        self.basis = msr_init_(nn.Conv2d(channels, channels, 4, groups=channels, bias=False))
+        self.basis = msr_init_(nn.Conv2d(channels, channels, size, groups=channels, bias=False))
         self.linear = msr_init_(nn.Linear(channels, out_features, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -244,16 +247,17 @@ def _check_sizes(blocks: int, group_channels: int, expansion: int) -> None:
 
 
 class Generator(nn.Module):
-    """``G(z [N, latent_dim], c [N] | None) -> images [N, channels, R, R]``, linear output
+    """``G(z [N, latent_dim], c [N] | None) -> images [N, channels, H, W]``, linear output
     (no tanh: [-1, 1] is learned, as in the reference)."""
 
-    def __init__(self, latent_dim: int = 64, resolution: int = 32, channels: int = 3,
+    def __init__(self, latent_dim: int = 64, resolution: int | str = 32, channels: int = 3,
                  channel_base: int = 24576, channel_max: int = 768, blocks: int = 2,
                  group_channels: int = 16, expansion: int = 2, num_classes: int = 0,
                  cond: str = "none"):
         super().__init__()
         k = cond_classes(cond, num_classes, G_CONDS, "r3gan g_cond")
-        n = check_resolution(resolution)
+        s, ah, aw = aspect(resolution)
+        n = check_resolution(s)
         _check_sizes(blocks, group_channels, expansion)
         self.latent_dim, self.num_classes, self.cond = latent_dim, k, cond
         self.label = None
@@ -267,11 +271,12 @@ class Generator(nn.Module):
             return [ResidualBlock(width, expansion, group_channels, total) for _ in range(blocks)]
 
         zin = latent_dim * (2 if self.label is not None else 1)
-        stages = [nn.Sequential(GenerativeBasis(zin, w[0]), *res_blocks(w[0]))]  # [N, C4, 4, 4]
+        stages = [nn.Sequential(GenerativeBasis(zin, w[0], (4 * ah, 4 * aw)),
+                                *res_blocks(w[0]))]  # [N, C4, 4ah, 4aw]
         stages += [nn.Sequential(UpTransition(w[i - 1], w[i]), *res_blocks(w[i]))
                    for i in range(1, len(w))]  # -> [N, w_r, r, r]
         self.stages = nn.ModuleList(stages)
-        self.out = conv(w[-1], channels, 1)  # -> [N, channels, R, R], no activation
+        self.out = conv(w[-1], channels, 1)  # -> [N, channels, H, W], no activation
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         if self.label is not None:
@@ -283,14 +288,15 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """``D(x [N, channels*pack, R, R], c [N] | None, with_aux=False) -> logits [N]``."""
+    """``D(x [N, channels*pack, H, W], c [N] | None, with_aux=False) -> logits [N]``."""
 
-    def __init__(self, resolution: int = 32, channels: int = 3, channel_base: int = 24576,
+    def __init__(self, resolution: int | str = 32, channels: int = 3, channel_base: int = 24576,
                  channel_max: int = 768, blocks: int = 2, group_channels: int = 16,
                  expansion: int = 2, num_classes: int = 0, cond: str = "none", pack: int = 1):
         super().__init__()
         k = cond_classes(cond, num_classes, D_CONDS, "r3gan d_cond")
-        n = check_resolution(resolution)
+        s, ah, aw = aspect(resolution)
+        n = check_resolution(s)
         _check_sizes(blocks, group_channels, expansion)
         if pack > 1 and cond != "none":
             raise ValueError("r3gan: pack > 1 works with an unconditional D only (d_cond=none)")
@@ -305,7 +311,8 @@ class Discriminator(nn.Module):
         stages = [nn.Sequential(*res_blocks(w[i]), DownTransition(w[i], w[i + 1]))
                   for i in range(len(w) - 1)]  # -> [N, C4, 4, 4]
         out = w[-1] if cond == "projection" else 1
-        stages.append(nn.Sequential(*res_blocks(w[-1]), DiscriminativeBasis(w[-1], out)))
+        stages.append(nn.Sequential(*res_blocks(w[-1]),
+                                    DiscriminativeBasis(w[-1], out, (4 * ah, 4 * aw))))
         self.stages = nn.ModuleList(stages)  # the last one -> [N, out]
         self.embed = None
         if cond == "projection":

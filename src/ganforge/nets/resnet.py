@@ -1,5 +1,7 @@
 """ResNet G and D in the SNGAN style (Miyato et al. 2018; Mimicry's SNGAN), any power-of-two
-resolution >= 8 (used at 32, 64, 128). Widths from the resolution: ``channels_at(r, base, max)``.
+resolution >= 8 (used at 32, 64, 128), square or H x W with a power-of-two aspect ratio (maps of
+(r*ah) x (r*aw) at level r: :func:`~.layers.aspect`; 4x4 below stands for 4ah x 4aw). Widths
+from the level: ``channels_at(r, base, max)``.
 
 G: linear z -> [N, C4, 4, 4]; one up-sampling residual block per doubling
 (BN-ReLU-up-conv3x3-BN-ReLU-conv3x3, shortcut up + conv1x1) to R; BN-ReLU-conv3x3-tanh.
@@ -33,6 +35,7 @@ from .layers import (
     ConcatLabel,
     DHead,
     MinibatchStd,
+    aspect,
     batch_norm,
     channels_at,
     cond_classes,
@@ -114,21 +117,22 @@ class DBlock(nn.Module):
 
 
 class Generator(nn.Module):
-    """``G(z [N, latent_dim], c [N] | None) -> images [N, channels, R, R]`` in [-1, 1]."""
+    """``G(z [N, latent_dim], c [N] | None) -> images [N, channels, H, W]`` in [-1, 1]."""
 
-    def __init__(self, latent_dim: int = 128, resolution: int = 32, channels: int = 3,
+    def __init__(self, latent_dim: int = 128, resolution: int | str = 32, channels: int = 3,
                  channel_base: int = 2048, channel_max: int = 512, num_classes: int = 0,
                  cond: str = "none"):
         super().__init__()
         k = cond_classes(cond, num_classes, G_CONDS, "g_cond")
-        n = _check_resolution(resolution)
+        s, ah, aw = aspect(resolution)
+        n = _check_resolution(s)
         self.latent_dim, self.cond = latent_dim, cond
         self.label = ConcatLabel(k, (min(latent_dim, LABEL_DIM),)) if cond == "concat" else None
         k_bn = k if cond == "cbn" else 0
         w = [channels_at(2**i, channel_base, channel_max) for i in range(2, n + 1)]  # 4 .. R
         zin = latent_dim + (self.label.extra if self.label is not None else 0)
-        self.w0 = w[0]
-        self.linear = nn.Linear(zin, 16 * w[0])  # -> [N, w0, 4, 4]
+        self.w0, self.base = w[0], (4 * ah, 4 * aw)
+        self.linear = nn.Linear(zin, 16 * ah * aw * w[0])  # -> [N, w0, 4ah, 4aw]
         self.blocks = nn.ModuleList(GBlock(a, b, k_bn) for a, b in itertools.pairwise(w))
         self.bn = batch_norm(w[-1], k_bn)
         self.out = nn.Conv2d(w[-1], channels, 3, 1, 1)
@@ -140,26 +144,27 @@ class Generator(nn.Module):
             c = need_labels(c, z.shape[0], f"G (g_cond={self.cond})")
         if self.label is not None:
             z = self.label(z, c)
-        h = self.linear(z).view(z.shape[0], self.w0, 4, 4)
+        h = self.linear(z).view(z.shape[0], self.w0, *self.base)
         for block in self.blocks:
             h = block(h, c)
-        return torch.tanh(self.out(F.relu(_norm(self.bn, h, c))))  # [N, C, R, R]
+        return torch.tanh(self.out(F.relu(_norm(self.bn, h, c))))  # [N, C, H, W]
 
 
 class Discriminator(nn.Module):
-    """``D(x [N, channels*pack, R, R], c [N] | None, with_aux=False) -> logits [N]``, or
+    """``D(x [N, channels*pack, H, W], c [N] | None, with_aux=False) -> logits [N]``, or
     ``(logits [N], class logits [N, K])`` when built with ``cond="aux"`` and ``with_aux=True``."""
 
-    def __init__(self, resolution: int = 32, channels: int = 3, channel_base: int = 2048,
+    def __init__(self, resolution: int | str = 32, channels: int = 3, channel_base: int = 2048,
                  channel_max: int = 512, num_classes: int = 0, cond: str = "none",
                  mbstd: int = 0, pack: int = 1):
         super().__init__()
         k = cond_classes(cond, num_classes, D_CONDS, "d_cond")
         if pack > 1 and cond != "none":
             raise ValueError("pack > 1 works with an unconditional D only (d_cond=none)")
-        n = _check_resolution(resolution)
+        s, ah, aw = aspect(resolution)
+        n = _check_resolution(s)
         self.cond = cond
-        self.label = ConcatLabel(k, (1, resolution, resolution)) if cond == "concat" else None
+        self.label = ConcatLabel(k, (1, s * ah, s * aw)) if cond == "concat" else None
         w = [channels_at(2**i, channel_base, channel_max) for i in range(n - 1, 1, -1)]  # R/2..4
         cin = channels * pack + (1 if self.label is not None else 0)
         blocks = [DBlock(cin, w[0], down=True, optimized=True)]  # -> [N, w0, R/2, R/2]

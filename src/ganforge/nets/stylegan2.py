@@ -1,5 +1,7 @@
 """StyleGAN2 (Karras et al. 2020, "Analyzing and Improving the Image Quality of StyleGAN"),
-pure PyTorch, no custom CUDA ops, for any power-of-two resolution 32..1024.
+pure PyTorch, no custom CUDA ops, for any power-of-two resolution 32..1024, square or H x W
+with a power-of-two aspect ratio (the constant input and D's last map are then 4ah x 4aw, the
+widths those of the shorter side: :func:`~ganforge.nets.layers.aspect`).
 
 G = mapping network (z [, class] -> w, with a tracked ``w_avg`` for the truncation trick)
 + synthesis network (constant 4x4 input, modulated/demodulated 3x3 convs, per-layer noise,
@@ -36,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
-from .layers import MinibatchStd, channels_at, cond_classes, need_labels
+from ..config import ModelConfig, image_size
+from .layers import MinibatchStd, aspect, channels_at, cond_classes, need_labels
 
 G_CONDS = ("none", "concat")  # G conditioning: the class embedding joins z in the mapping net
 D_CONDS = ("none", "projection")  # D conditioning this family supports
@@ -205,25 +207,25 @@ class ModulatedConv2d(nn.Module):
 
 
 class SynthesisLayer(nn.Module):
-    """Modulated 3x3 conv + per-pixel noise (learned strength, init 0) + bias + lrelu."""
+    """Modulated 3x3 conv + per-pixel noise (learned strength, init 0) + bias + lrelu.
+    ``resolution``: the side of its square output, or its (H, W)."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
-                 up: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int,
+                 resolution: int | tuple[int, int], up: bool = False):
         super().__init__()
-        self.resolution = resolution
+        self.resolution, self.size = resolution, image_size(resolution)
         self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, up=up)
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        self.register_buffer("noise_const", torch.randn(*self.size))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random",
                 noise: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.conv(x, w)  # [N, out, R, R]
-        if noise is not None:  # explicit maps [N or 1, 1, R, R] or [R, R] (projection)
+        x = self.conv(x, w)  # [N, out, H, W]
+        if noise is not None:  # explicit maps [N or 1, 1, H, W] or [H, W] (projection)
             x = x + noise.to(x.dtype) * self.noise_strength
         elif noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution,
-                                device=x.device, dtype=x.dtype)
+            noise = torch.randn(x.shape[0], 1, *self.size, device=x.device, dtype=x.dtype)
             x = x + noise * self.noise_strength
         elif noise_mode == "const":
             x = x + self.noise_const.to(x.dtype) * self.noise_strength
@@ -245,16 +247,19 @@ class ToRGB(nn.Module):
 class SynthesisBlock(nn.Module):
     """One resolution of the synthesis net. The 4x4 block: learned constant + one conv; the
     others: upsampling conv + conv. Both end with a toRGB (skip architecture). Uses
-    ``num_conv + 1`` ws: the toRGB's w is shared with the next block's first conv."""
+    ``num_conv + 1`` ws: the toRGB's w is shared with the next block's first conv.
+    ``resolution``: the side of its square output, or its (H, W) (4ah x 4aw for the first)."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
-                 channels: int):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int,
+                 resolution: int | tuple[int, int], channels: int):
         super().__init__()
         self.resolution = resolution
-        self.first = resolution == 4
+        size = image_size(resolution)
+        self.first = min(size) == 4
         if self.first:
-            self.const = nn.Parameter(torch.randn(out_channels, 4, 4))
-            self.convs = nn.ModuleList([SynthesisLayer(out_channels, out_channels, w_dim, 4)])
+            self.const = nn.Parameter(torch.randn(out_channels, *size))
+            self.convs = nn.ModuleList([SynthesisLayer(out_channels, out_channels, w_dim,
+                                                       resolution)])
         else:
             self.convs = nn.ModuleList([
                 SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True),
@@ -278,22 +283,24 @@ class SynthesisBlock(nn.Module):
 
 
 class SynthesisNetwork(nn.Module):
-    """``(ws [N, num_ws, w_dim], noise_mode) -> images [N, channels, R, R]``, linear output.
+    """``(ws [N, num_ws, w_dim], noise_mode) -> images [N, channels, H, W]``, linear output.
 
-    ``num_ws = 2 * log2(R) - 2``; ws[:, i] drives the i-th conv (the toRGB of a block uses the
-    w of the next block's first conv, as in the official code), so per-layer ws give style
-    mixing. Widths ``min(channel_max, channel_base // res)``.
+    ``num_ws = 2 * log2(s) - 2`` (s the shorter side); ws[:, i] drives the i-th conv (the
+    toRGB of a block uses the w of the next block's first conv, as in the official code), so
+    per-layer ws give style mixing. Widths ``min(channel_max, channel_base // res)``.
     """
 
-    def __init__(self, w_dim: int, resolution: int, channels: int, channel_base: int = 32768,
-                 channel_max: int = 512):
+    def __init__(self, w_dim: int, resolution: int | str, channels: int,
+                 channel_base: int = 32768, channel_max: int = 512):
         super().__init__()
-        log2 = check_resolution(resolution)
+        s, ah, aw = aspect(resolution)
+        log2 = check_resolution(s)
         self.w_dim, self.resolution, self.channels = w_dim, resolution, channels
         blocks, cin = [], 0
         for res in (2**i for i in range(2, log2 + 1)):
             cout = channels_at(res, channel_base, channel_max)
-            blocks.append(SynthesisBlock(cin, cout, w_dim, res, channels))
+            size = res if ah == aw == 1 else (res * ah, res * aw)
+            blocks.append(SynthesisBlock(cin, cout, w_dim, size, channels))
             cin = cout
         self.blocks = nn.ModuleList(blocks)
         self.num_ws = sum(b.num_conv for b in self.blocks) + 1
@@ -306,7 +313,8 @@ class SynthesisNetwork(nn.Module):
     def forward(self, ws: torch.Tensor, noise_mode: str = "random",
                 noise: list[torch.Tensor] | None = None) -> torch.Tensor:
         """``noise``: explicit per-pixel noise, one map per :meth:`noise_layers` entry
-        ([N or 1, 1, R, R] or [R, R]); when given it replaces ``noise_mode``."""
+        ([N or 1, 1, H, W] or [H, W] at its layer's size); when given it replaces
+        ``noise_mode``."""
         if noise is not None and len(noise) != sum(b.num_conv for b in self.blocks):
             raise ValueError(f"synthesis: noise needs {len(self.noise_layers())} maps, got "
                              f"{len(noise)}")
@@ -325,14 +333,14 @@ class SynthesisNetwork(nn.Module):
 
 
 class Generator(nn.Module):
-    """``G(z [N, z_dim], c [N] | None) -> images [N, channels, R, R]``.
+    """``G(z [N, z_dim], c [N] | None) -> images [N, channels, H, W]``.
 
     The output is linear (no tanh), as in StyleGAN; the toolkit's [-1, 1] range is learned.
     ``mapping`` -> ws [N, num_ws, w_dim] and ``synthesis(ws)`` work separately;
     :meth:`style_mix` mixes two latents at a crossover layer.
     """
 
-    def __init__(self, z_dim: int = 512, w_dim: int = 512, resolution: int = 256,
+    def __init__(self, z_dim: int = 512, w_dim: int = 512, resolution: int | str = 256,
                  channels: int = 3, channel_base: int = 32768, channel_max: int = 512,
                  num_classes: int = 0, mapping_layers: int = 8):
         super().__init__()
@@ -387,31 +395,32 @@ class DiscriminatorBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """``D(x [N, channels*pack, R, R], c [N] | None) -> logits [N]``; residual StyleGAN2 D.
+    """``D(x [N, channels*pack, H, W], c [N] | None) -> logits [N]``; residual StyleGAN2 D.
 
     ``cond="projection"``: adds ``<embed(c), h> / sqrt(dim h)`` on the last features h.
     Minibatch std uses :class:`~ganforge.nets.layers.MinibatchStd` (group ``min(group, N)``,
     falling back to a divisor of N); ``mbstd_group=0`` leaves it out.
     """
 
-    def __init__(self, resolution: int = 256, channels: int = 3, channel_base: int = 32768,
-                 channel_max: int = 512, num_classes: int = 0, cond: str = "none",
-                 mbstd_group: int = 4, pack: int = 1):
+    def __init__(self, resolution: int | str = 256, channels: int = 3,
+                 channel_base: int = 32768, channel_max: int = 512, num_classes: int = 0,
+                 cond: str = "none", mbstd_group: int = 4, pack: int = 1):
         super().__init__()
-        log2 = check_resolution(resolution)
+        s, ah, aw = aspect(resolution)
+        log2 = check_resolution(s)
         k = cond_classes(cond, num_classes, D_CONDS, "d_cond")
         self.cond, self.resolution = cond, resolution
 
         def ch(res: int) -> int:
             return channels_at(res, channel_base, channel_max)
 
-        self.fromrgb = EqualConv2d(channels * pack, ch(resolution), 1, activation="lrelu")
+        self.fromrgb = EqualConv2d(channels * pack, ch(s), 1, activation="lrelu")
         self.blocks = nn.Sequential(*[DiscriminatorBlock(ch(2**i), ch(2**(i - 1)))
-                                      for i in range(log2, 2, -1)])  # -> [N, ch(4), 4, 4]
+                                      for i in range(log2, 2, -1)])  # -> [N, ch(4), 4ah, 4aw]
         c4 = ch(4)
-        self.mbstd = MinibatchStd(mbstd_group) if mbstd_group > 0 else None  # -> [N, c4 + 1, 4, 4]
+        self.mbstd = MinibatchStd(mbstd_group) if mbstd_group > 0 else None  # -> c4 + 1 maps
         self.conv = EqualConv2d(c4 + (self.mbstd is not None), c4, 3, activation="lrelu")
-        self.fc = EqualLinear(c4 * 16, c4, activation="lrelu")
+        self.fc = EqualLinear(c4 * 16 * ah * aw, c4, activation="lrelu")
         self.out = EqualLinear(c4, 1)
         self.embed = nn.Embedding(k, c4) if cond == "projection" else None
 

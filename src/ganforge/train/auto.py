@@ -18,6 +18,7 @@ from typing import Any
 from ..config import Config, apply_overrides, as_dict, resolve_key
 from ..errors import GanforgeError
 from ..options import build_config
+from .batches import check_data_keys
 
 # image-to-image tasks -> the preset built for them
 BY_TASK = {"aligned": "pix2pix", "folders": "pix2pix", "edges2image": "pix2pix",
@@ -63,6 +64,7 @@ def auto_config(overrides: dict[str, Any] | list[str] | None = None,
     resolution_given = any(resolve_key(Config(), k) == "data.resolution" for k in kv)
     notes: list[str] = []
     data = None
+    check_data_keys(Config(data=d))  # before any loading: a key this data does not read
     if d.task != "none":
         if d.task not in BY_TASK:
             raise GanforgeError(f"task={d.task!r}: use one of {', '.join(BY_TASK)}")
@@ -75,19 +77,21 @@ def auto_config(overrides: dict[str, Any] | list[str] | None = None,
         preset, why = choose_preset(len(data), 0, vector=True)
         return cfg, data, Choice(preset, why, notes)
     else:
-        data = load_dataset(d.source, resolution=d.resolution, channels=d.channels, log=log)
+        data = load_dataset(d.source, resolution=d.resolution, channels=d.channels, log=log,
+                            fit=d.fit, image_column=d.image_column,
+                            label_column=d.label_column)
         preset, why = choose_preset(len(data), data.num_classes)
-        side = data.native_side
-        if side is not None and side != d.resolution:
-            if side > d.resolution and not resolution_given:
+        side, (h, w) = data.native_side, data.size
+        if side is not None and side != min(h, w):
+            if h == w and side > h and not resolution_given:
                 bigger = max((r for r in (64, 128) if r <= side), default=None)
                 hint = (f": pass --resolution {bigger} to train at {bigger}x{bigger} (about "
-                        f"{(bigger // d.resolution) ** 2}x the time a step)" if bigger else "")
-                notes.append(f"{side}x{side} images trained at {d.resolution}x{d.resolution}"
-                             f"{hint}")
+                        f"{(bigger // h) ** 2}x the time a step)" if bigger else "")
+                notes.append(f"{side}x{side} images trained at {h}x{w}{hint}")
             else:
-                notes.append(f"{side}x{side} images {'up' if side < d.resolution else 'down'}"
-                             f"scaled to {d.resolution}x{d.resolution}")
+                what = f"{side}x{side} images" if h == w else \
+                    f"images of shorter side {side} (fit={d.fit})"
+                notes.append(f"{what} {'up' if side < min(h, w) else 'down'}scaled to {h}x{w}")
     cfg = build_config(preset, kv)
     return cfg, data, Choice(preset, why, notes)
 

@@ -2,10 +2,17 @@
 
 The order of epoch ``e`` is a permutation drawn from ``(seed, e)`` alone, so batch ``step`` is
 the same whether a run was interrupted or not: exact resume needs no saved loader state.
+
+Sets above the memory limit live in a disk cache (:mod:`ganforge.data.cache`): their batches
+are read from the file row by row (positioned reads, so resident memory stays a few batches
+whatever the set's size) by a background thread one or two batches ahead of the trainer.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
 import torch
 
 from ..config import Config
@@ -13,17 +20,25 @@ from ..data import ImageDataset
 from ..errors import GanforgeError
 
 
+def _silent(_msg: str) -> None:
+    """The log of a quiet run (``log=None``)."""
+
+
 def load_data(cfg: Config, log=print):
     """The run's data: an :class:`ImageDataset`, or a ``VectorDataset`` for vector specs."""
     from ..data import is_vector_spec, load_dataset, load_vectors
 
-    d = cfg.data
+    d, say = cfg.data, log or _silent  # log=None (a quiet run) goes on to the loaders
+    check_data_keys(cfg)
     patch_task = d.task in ("lowres2highres", "gray2color", "edges2image")
     if patch_task:
         from ..data.patches import is_patch_spec, load_patches
 
         if is_patch_spec(d.source):  # photos: trained at native size, on random crops
             what = "super-resolution" if d.task == "lowres2highres" else d.task
+            if d.xflip:
+                raise GanforgeError(f"xflip: {what} on {d.source} trains on random crops, "
+                                    f"already flipped and turned at random: drop xflip")
             default = type(d)().resolution
             if d.resolution != default:
                 raise GanforgeError(
@@ -51,7 +66,7 @@ def load_data(cfg: Config, log=print):
                 raise GanforgeError(f"crop={cfg.train.crop} is not smaller than resolution="
                                     f"{d.resolution}, the side of {d.source}'s images here: set "
                                     f"a smaller crop, or 0 to train on whole images")
-            log(f"the {cfg.preset} preset's crop={cfg.train.crop} is for photos: the "
+            say(f"the {cfg.preset} preset's crop={cfg.train.crop} is for photos: the "
                 f"{d.resolution}x{d.resolution} images of {d.source} are trained whole")
     elif cfg.train.crop:
         raise GanforgeError(
@@ -66,30 +81,84 @@ def load_data(cfg: Config, log=print):
                           seed=cfg.train.seed, log=log)
     if is_vector_spec(d.source):
         return load_vectors(d.source, seed=cfg.train.seed)
-    return load_dataset(d.source, resolution=d.resolution, channels=d.channels, log=log)
+    return load_dataset(d.source, resolution=d.resolution, channels=d.channels, log=log,
+                        fit=d.fit, image_column=d.image_column,
+                        label_column=d.label_column)
+
+
+def check_data_keys(cfg: Config) -> None:
+    """One line for a data key that the run's data does not read: ``xflip`` on vector data,
+    ``image_column`` / ``label_column`` beside a source that is not ``hf:`` or on an
+    image-to-image task (its pairs are made from the first image column)."""
+    from ..data import is_vector_spec
+    from ..data.hf_sets import is_hf_spec
+
+    d = cfg.data
+    for key in ("image_column", "label_column"):
+        value = getattr(d, key)
+        if value and not is_hf_spec(d.source):
+            raise GanforgeError(f"{key}={value} names a column of a Hugging Face dataset "
+                                f"(--data hf:NAME) but {d.source} is not one: drop {key}")
+        if value and d.task != "none":
+            raise GanforgeError(f"{key}={value}: task={d.task} makes its pairs from the first "
+                                f"image column of {d.source}, without labels: drop {key}")
+    if d.xflip and is_vector_spec(d.source):
+        raise GanforgeError(f"xflip mirrors images and {d.source} is vector data: drop xflip")
+
+
+def _mirror(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """``x`` [N, ...] with the rows where ``flip`` [N] (bool, on the CPU: checking it needs no
+    device sync) is true flipped left-right."""
+    if not bool(flip.any()):
+        return x
+    return torch.where(flip.to(x.device).view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
 
 
 class Batches:
     """Batch number ``i`` of a run as a dict: ``{"image": float [-1, 1] NCHW, "label"}`` for
-    images, ``{"vector": float [N, D], "label"}`` for vector data."""
+    images, ``{"vector": float [N, D], "label"}`` for vector data. With ``xflip`` (images
+    only) an epoch is ``2N`` samples: sample ``i`` is image ``i mod N``, flipped left-right
+    when ``i >= N``, flipped as the batch is gathered (nothing stored twice).
+
+    ``rank`` / ``world`` (multi-process runs): :meth:`get` gives this rank's part of the global
+    batch (rows ``rank * B/world`` to ``(rank + 1) * B/world``) and gathers only those.
+    A set on disk (``data.rows``) is read ahead ``prefetch`` batches by one thread (the reads
+    and the uint8 -> float copy release the GIL); batch ``i`` is the same bits either way.
+    :meth:`close` stops the thread (the trainer calls it at the end of a run)."""
 
     def __init__(self, data, batch_size: int, seed: int, device: torch.device,
-                 max_device_bytes: int = 2 << 30):
+                 max_device_bytes: int = 2 << 30, xflip: bool = False, rank: int = 0,
+                 world: int = 1, prefetch: int = 2):
         self.data = data
-        self.n = len(data)
+        self.count = len(data)  # distinct samples
+        self.xflip = bool(xflip)
+        if self.xflip and not isinstance(data, ImageDataset):
+            raise GanforgeError(f"xflip mirrors images and {data.name} is vector data: drop "
+                                "xflip")
+        self.n = self.count * (2 if self.xflip else 1)  # samples of an epoch
         self.batch_size = min(batch_size, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # drop_last
         self.seed = seed
         self.device = device
         self.key = "image" if isinstance(data, ImageDataset) else "vector"
+        if not 0 <= rank < world:
+            raise GanforgeError(f"rank {rank} is not one of the {world} processes: start "
+                                "multi-process runs with torchrun")
+        self.rank, self.world = rank, world
+        self.sharded = world > 1  # get() gives this rank's part of each batch
         images = data.images if self.key == "image" else data.x
+        rows = getattr(data, "rows", None) if self.key == "image" else None
+        self.rows = rows if rows is not None and rows.shape == tuple(images.shape) else None
         # move the uint8 cache to the device once when it fits; else gather per batch
         if device.type != "cpu" and images.numel() <= max_device_bytes:
-            images = images.to(device)
+            images, self.rows = _to_device(images, self.rows, device), None
         self.images = images
         self.labels = data.labels.to(images.device) if data.labels is not None else None
         self._perm_epoch = -1
         self._perm = torch.empty(0, dtype=torch.long)
+        self.prefetch = max(0, int(prefetch)) if self.rows is not None else 0
+        self._ahead: dict[int, Future] = {}  # batch index -> its batch, being read
+        self._pool: ThreadPoolExecutor | None = None
 
     def _order(self, epoch: int) -> torch.Tensor:
         if epoch != self._perm_epoch:
@@ -99,11 +168,59 @@ class Batches:
         return self._perm
 
     def get(self, index: int) -> dict[str, torch.Tensor]:
-        """Batch number ``index`` (0-based, counted over the whole run)."""
+        """Batch number ``index`` (0-based, counted over the whole run); this rank's part of
+        it when ``world > 1``."""
+        ahead = self._ahead.pop(index, None)
+        batch = ahead.result() if ahead is not None else self._gather(*self._pick(index))
+        if self.prefetch:
+            self._read_ahead(index + 1)
+        return batch
+
+    def _pick(self, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(rows, flips or None) of batch ``index`` for this rank (the main thread alone
+        draws the epochs' orders)."""
         epoch, i = divmod(index, self.steps_per_epoch)
         idx = self._order(epoch)[i * self.batch_size:(i + 1) * self.batch_size]
-        x = self.images[idx.to(self.images.device)] if self.images.is_cuda else self.images[idx]
+        if self.sharded:
+            k = self.batch_size // self.world
+            idx = idx[self.rank * k:(self.rank + 1) * k]
+        flip = None
+        if self.xflip:
+            flip, idx = idx >= self.count, idx % self.count
+        return idx, flip
+
+    def _read_ahead(self, start: int) -> None:
+        """Have batches ``start`` to ``start + prefetch - 1`` read in the background (others
+        dropped: a jump, such as the memory probe's batch 0, restarts the window)."""
+        for k in [k for k in self._ahead if not start <= k < start + self.prefetch]:
+            self._ahead.pop(k).cancel()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="ganforge-batches")
+        for k in range(start, start + self.prefetch):
+            if k not in self._ahead:
+                self._ahead[k] = self._pool.submit(self._gather, *self._pick(k))
+
+    def close(self) -> None:
+        """Stop reading ahead and end the thread (waits for a read under way, < a batch);
+        a later :meth:`get` works and starts it again."""
+        for f in self._ahead.values():
+            f.cancel()
+        self._ahead.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _gather(self, idx: torch.Tensor, flip: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The batch of rows ``idx`` (mirrored where ``flip``), on the device, as floats."""
+        if self.rows is not None:  # on disk: read, never mapped
+            x = torch.from_numpy(self.rows.gather(idx.numpy()))
+        elif self.images.is_cuda:
+            x = self.images[idx.to(self.images.device)]
+        else:
+            x = self.images[idx]
         x = x.to(self.device, non_blocking=True)
+        if flip is not None:
+            x = _mirror(x, flip)
         if self.key == "image":
             x = x.float().div_(127.5).sub_(1.0)  # uint8 -> [-1, 1]
         batch = {self.key: x}
@@ -112,7 +229,30 @@ class Batches:
         return batch
 
 
+def _to_device(images: torch.Tensor, rows, device: torch.device) -> torch.Tensor:
+    """``images`` copied to ``device``; from a disk cache (``rows``) in chunks of reads, so
+    the copy never maps the file into this process."""
+    if rows is None:
+        return images.to(device)
+    out = torch.empty(tuple(images.shape), dtype=torch.uint8, device=device)
+    step = max(1, (64 << 20) // max(1, images[0].numel()))
+    for i in range(0, len(images), step):
+        part = rows.gather(np.arange(i, min(i + step, len(images))))
+        out[i:i + len(part)] = torch.from_numpy(part).to(device)
+    return out
+
+
 # --- image-to-image -----------------------------------------------------------------------
+
+
+class WholeBatches:
+    """What the trainer asks of every batch source, for those that gather whole batches in
+    the trainer's thread: the trainer slices each rank's part, and there is nothing to stop."""
+
+    sharded = False
+
+    def close(self) -> None:
+        """Nothing runs in the background."""
 
 
 def is_pairs(data) -> bool:
@@ -151,16 +291,19 @@ def _float(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
 
 
-class PairBatches:
+class PairBatches(WholeBatches):
     """Batch number ``i`` of an image-to-image run: ``{"source", "target"}`` for aligned
     pairs, ``{"a", "b"}`` for two unaligned domains (each domain walks through its own
     seeded permutations, so the smaller one simply wraps around more often). Deterministic in
-    (seed, index), like :class:`Batches`."""
+    (seed, index), like :class:`Batches`. With ``xflip`` each set is doubled as in
+    :class:`Batches`: a pair's source and target are flipped together."""
 
-    def __init__(self, data, batch_size: int, seed: int, device: torch.device):
+    def __init__(self, data, batch_size: int, seed: int, device: torch.device,
+                 xflip: bool = False):
         self.data = data
         self.unpaired = _unpaired(data)
-        self.n = pair_count(data)
+        self.xflip = bool(xflip)
+        self.n = pair_count(data) * (2 if self.xflip else 1)
         self.batch_size = min(batch_size, self.n)
         self.steps_per_epoch = max(1, self.n // self.batch_size)
         self.seed = seed
@@ -189,14 +332,21 @@ class PairBatches:
     def get(self, index: int) -> dict[str, torch.Tensor]:
         start = index * self.batch_size
         d = self.data
+        k = 2 if self.xflip else 1
         if self.unpaired:
-            ia = self._take(0, len(d.a), start, self.batch_size)
-            ib = self._take(1, len(d.b), start, self.batch_size)
-            return {"a": _float(d.a[ia], self.device), "b": _float(d.b[ib], self.device)}
+            ia = self._take(0, k * len(d.a), start, self.batch_size)
+            ib = self._take(1, k * len(d.b), start, self.batch_size)
+            return {"a": self._pick(d.a, ia), "b": self._pick(d.b, ib)}
         epoch, i = divmod(index, self.steps_per_epoch)
         idx = self._perm(0, self.n, epoch)[i * self.batch_size:(i + 1) * self.batch_size]
-        return {"source": _float(d.source[idx], self.device),
-                "target": _float(d.target[idx], self.device)}
+        return {"source": self._pick(d.source, idx), "target": self._pick(d.target, idx)}
+
+    def _pick(self, images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Rows ``idx`` of ``images`` as floats; with xflip, ``idx >= len`` are mirrored."""
+        if not self.xflip:
+            return _float(images[idx], self.device)
+        n = len(images)
+        return _mirror(_float(images[idx % n], self.device), idx >= n)
 
     def fixed(self, k: int) -> dict[str, torch.Tensor]:
         """The first ``k`` held-out examples (training ones when nothing is held out)."""
@@ -210,7 +360,7 @@ class PairBatches:
         return {"source": _float(src[:k], self.device), "target": _float(tgt[:k], self.device)}
 
 
-class PatchBatches:
+class PatchBatches(WholeBatches):
     """Batch number ``i`` of a patch-trained run (:class:`~ganforge.data.patches.PatchDataset`):
     ``{"target": float [N, C, crop, crop]}`` (and ``"source"``, cut at the same place, for the
     translation tasks), crops cut at random from the training images at native size (an
@@ -330,14 +480,21 @@ def fill_model_shape(cfg: Config, data) -> None:
         m.num_classes = data.num_classes
 
 
-def make_batches(data, batch_size: int, seed: int, device: torch.device):
+def make_batches(data, batch_size: int, seed: int, device: torch.device, xflip: bool = False,
+                 rank: int = 0, world: int = 1):
     """The batch source of a run's data: :class:`PatchBatches` (photos at native size),
-    :class:`PairBatches` (image pairs, two domains) or :class:`Batches` (images, vectors)."""
+    :class:`PairBatches` (image pairs, two domains) or :class:`Batches` (images, vectors);
+    ``xflip``: the set doubled with mirrored copies (not for patches, which flip already).
+    ``rank`` / ``world``: :class:`Batches` then gives this rank's part of each batch
+    (``sharded``); the others give whole batches, which the trainer slices."""
     if is_patches(data):
+        if xflip:
+            raise GanforgeError(f"xflip: {data.name} trains on random crops, already flipped "
+                                "and turned at random: drop xflip")
         return PatchBatches(data, batch_size, seed, device)
     if is_pairs(data):
-        return PairBatches(data, batch_size, seed, device)
-    return Batches(data, batch_size, seed, device)
+        return PairBatches(data, batch_size, seed, device, xflip=xflip)
+    return Batches(data, batch_size, seed, device, xflip=xflip, rank=rank, world=world)
 
 
 def describe_data(data, batches) -> str:
@@ -348,13 +505,14 @@ def describe_data(data, batches) -> str:
         return (f"{len(data)} images of {data.sizes()} at native size"
                 f"{f' ({held} held out)' if held else ''}, random {rt}x{rt} crops, "
                 f"{cs}x{rs}x{rs} -> {ct}x{rt}x{rt}")
+    mirrored = " (x2 mirrored)" if getattr(batches, "xflip", False) else ""
     if is_pairs(data):
         (rs, cs), (rt, ct) = pair_shapes(data)
-        return (f"{batches.n} {getattr(data, 'task', 'unpaired')} examples, "
+        return (f"{pair_count(data)} {getattr(data, 'task', 'unpaired')} examples{mirrored}, "
                 f"{cs}x{rs}x{rs} -> {ct}x{rt}x{rt}")
     if hasattr(data, "dim"):
         return f"{len(data)} vectors of size {data.dim}"
-    return f"{len(data)} images {data.channels}x{data.resolution}x{data.resolution}"
+    return f"{len(data)} images {data.channels}x{data.size[0]}x{data.size[1]}{mirrored}"
 
 
 def save_preview(samples: torch.Tensor, path, data) -> torch.Tensor | None:

@@ -68,7 +68,7 @@ class HealthMonitor:
         if self.vector:
             real = data.x[idx].float()
         else:
-            real = data.images[idx].float() / 127.5 - 1
+            real = data.take(idx).float() / 127.5 - 1  # a set on disk: read, not mapped
         self.real_diversity = diversity(real[:256]) or 1.0
         self.modes = getattr(data, "modes", None)
         self.mode_std = getattr(data, "mode_std", None)

@@ -81,7 +81,9 @@ class Trainer:
             check_eval_metric(cfg)
         else:  # names, and options this run does not read (build_config checks them too)
             check_config(cfg)
-        self.data = data if data is not None else load_data(cfg, log=self._note)
+        # log=None when quiet: no progress bar while a big set is decoded
+        self.data = data if data is not None else load_data(
+            cfg, log=None if self.quiet else self._note)
         fill_model_shape(cfg, self.data)
         dist.barrier(self.dist)  # every rank checked the run folder before rank 0 writes to it
         if self.dist.main:
@@ -111,7 +113,9 @@ class Trainer:
         self.opts = self.recipe.optimizers()
         self.base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.opts.items()}
         self.phases = self.recipe.phases()
-        self.batches = make_batches(self.data, t.batch_size, t.seed, self.device)
+        self.batches = make_batches(self.data, t.batch_size, t.seed, self.device,
+                                    xflip=cfg.data.xflip, rank=self.dist.rank,
+                                    world=self.dist.world)
         if self.batches.batch_size < t.batch_size:
             self._say(f"[yellow]only {self.batches.n} samples: batch size lowered to "
                       f"{self.batches.batch_size}[/yellow]")
@@ -224,8 +228,9 @@ class Trainer:
         return c[self.dist.rank * n:(self.dist.rank + 1) * n]
 
     def _local(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """This rank's slice of a global batch (channels-last images when asked)."""
-        if self.dist.enabled:
+        """This rank's slice of a global batch (channels-last images when asked); image and
+        vector batches come sliced already (each rank reads only its rows)."""
+        if self.dist.enabled and not self.batches.sharded:
             r, w = self.dist.rank, self.dist.world
             batch = {k: v[r * (v.shape[0] // w):(r + 1) * (v.shape[0] // w)]
                      for k, v in batch.items()}
@@ -604,6 +609,7 @@ class Trainer:
             stopped_by = "interrupt"
         finally:
             restore_sigint()
+            self.batches.close()  # the read-ahead thread of a set on disk
             self.train_seconds = self.elapsed()
             self._t0 = None
             logger.close()
