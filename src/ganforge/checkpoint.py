@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import GanforgeError
-from .utils import atomic_write_text
+from .utils import atomic_write_text, write_failure
 
 STATE_FILE = "state.pt"
 
@@ -53,25 +53,33 @@ def save_checkpoint(run: Path, step: int, nets: dict[str, nn.Module], state: dic
                     name: str | None = None) -> Path:
     """Write ``step_XXXXXXXX`` atomically, point ``latest`` at it, keep the last ``keep_last``.
 
+    A full, over-quota, read-only or failing disk raises :class:`~ganforge.utils.WriteFailed`
+    naming the file; the partial folder is removed and ``latest`` still names the previous one.
+
     With ``name`` (e.g. ``best``): write (or atomically replace) that folder instead, leaving
     ``latest`` and the step checkpoints alone."""
     root = ckpt_dir(run)
-    root.mkdir(parents=True, exist_ok=True)
     named = name is not None
     name = name or f"step_{step:08d}"
     final = root / name
     tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    current = tmp  # the file being written, named when the disk refuses it
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
         for net_name, net in nets.items():
             tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-            save_file(tensors, str(tmp / f"{net_name}.safetensors"),
+            current = tmp / f"{net_name}.safetensors"
+            save_file(tensors, str(current),
                       metadata={"format": "ganforge", "net": net_name, **(meta or {})})
-        torch.save(state, tmp / STATE_FILE)  # written last: its presence marks completeness
+        current = tmp / STATE_FILE
+        torch.save(state, current)  # written last: its presence marks completeness
         for f in tmp.iterdir():
+            current = f
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         _fsync_dir(tmp)
+        current = final
         if final.exists():  # re-saving the same step (e.g. the end coincides with a periodic one)
             trash = root / f".old-{name}-{uuid.uuid4().hex[:8]}"
             os.replace(final, trash)
@@ -80,8 +88,12 @@ def save_checkpoint(run: Path, step: int, nets: dict[str, nn.Module], state: dic
         else:
             os.replace(tmp, final)
         _fsync_dir(root)
-    except BaseException:
+    except BaseException as e:
+        # read the free space before the partial folder goes: it is what the write met
+        failed = write_failure(e, current) if isinstance(e, Exception) else None
         shutil.rmtree(tmp, ignore_errors=True)
+        if failed is not None:
+            raise failed from None
         raise
     if named:
         return final

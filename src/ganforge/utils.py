@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,12 +14,97 @@ import torch
 
 from .errors import GanforgeError
 
+# what a failed write's errno means to a user (anything else is not a storage problem)
+WRITE_ERRNOS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded",
+                errno.EROFS: "read-only file system", errno.EIO: "I/O error",
+                errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
+# torch.save's zip writer and safetensors' Rust writer wrap the OSError in their own errors
+_WRAPPED = re.compile(r"unexpected pos|file write failed|PytorchStreamWriter failed|"
+                      r"Error while serializing|os error \d+")
+
+
+class WriteFailed(GanforgeError):
+    """A file could not be written: the storage is full, over quota, read-only or failing."""
+
+    def __init__(self, path: Path, meaning: str) -> None:
+        self.path, self.meaning = Path(path), meaning
+        self.free = free_space(self.path)
+        super().__init__(f"{self.what}: {self.fix}")
+
+    @property
+    def what(self) -> str:
+        """``could not write PATH: disk full (N free on that file system)``."""
+        return f"could not write {self.path}: {self.meaning}{self.where_free()}"
+
+    @property
+    def fix(self) -> str:
+        """What the user can do about it."""
+        return {"disk full": "free some space", "disk quota exceeded":
+                "free some space or raise the quota", "read-only file system":
+                "make the folder writable", "I/O error": "check the disk",
+                "permission denied": "fix the folder's permissions"}.get(
+            self.meaning, "check the disk and its free space")
+
+    def where_free(self) -> str:
+        """``' (1.2 MiB free on that file system)'``, or nothing when it cannot be read."""
+        return "" if self.free is None else f" ({format_bytes(self.free)} free on that file " \
+                                            "system)"
+
+
+def free_space(path: Path) -> int | None:
+    """Free bytes on the file system of ``path`` (its nearest existing parent), or None."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def write_failure(e: BaseException, path: Path) -> WriteFailed | None:
+    """``e`` as a :class:`WriteFailed` naming ``path`` (the file's own name when the error
+    carries one), or None when ``e`` is not a failed write (a bug is never reported as a full
+    disk). Recognises OSErrors by errno and the errors torch.save and safetensors wrap them in:
+    their errno is lost, so an empty file system reads as "disk full", else "write failed"."""
+    if isinstance(e, WriteFailed):
+        return e
+    if isinstance(e, OSError):
+        if e.errno in WRITE_ERRNOS or isinstance(e, PermissionError):
+            meaning = WRITE_ERRNOS.get(e.errno, "permission denied")
+            return WriteFailed(Path(e.filename) if e.filename else path, meaning)
+        return None
+    if isinstance(e.__cause__, OSError):
+        return write_failure(e.__cause__, path)
+    text = " ".join(str(e).split())
+    if not isinstance(e, RuntimeError) and type(e).__name__ != "SafetensorError" or \
+            not _WRAPPED.search(text):
+        return None
+    code = re.search(r"os error (\d+)", text)
+    if code and int(code.group(1)) in WRITE_ERRNOS:
+        return WriteFailed(path, WRITE_ERRNOS[int(code.group(1))])
+    free = free_space(path)
+    return WriteFailed(path, "disk full" if free is not None and free < 1 << 20
+                       else f"write failed ({text[:80]})")
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``.
+    A full, read-only or failing disk raises :class:`WriteFailed` (nothing left behind)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise (write_failure(e, path) or e) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         with os.fdopen(fd, "wb") as f:
@@ -24,8 +112,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        failed = write_failure(e, path) if isinstance(e, Exception) else None
+        if failed is not None:
+            raise failed from None
         raise
 
 

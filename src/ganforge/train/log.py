@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..utils import write_failure
+
 
 class RunLogger:
     """Metrics to ``RUN/metrics.jsonl`` and ``RUN/tb/``; a live bar on a terminal."""
@@ -29,9 +32,16 @@ class RunLogger:
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.quiet = quiet
         # files=False (ranks other than 0 of a multi-process run): no metrics.jsonl
-        self.jsonl = open(self.run / "metrics.jsonl", "a", buffering=1) if files else None
+        self.jsonl = None
+        if files:
+            try:
+                self.jsonl = open(self.run / "metrics.jsonl", "a", buffering=1)
+            except OSError as e:
+                raise (write_failure(e, self.run / "metrics.jsonl") or e) from None
         self.tb = None
+        self._excepthook = None
         if tensorboard:
+            self._quiet_tb_thread()
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -56,16 +66,48 @@ class RunLogger:
         row = {"step": step, "kimg": round(kimg, 4), "time": round(time.time(), 3),
                **{k: (v if math.isfinite(v) else None) for k, v in scalars.items()}}
         if self.jsonl is not None:
-            self.jsonl.write(json.dumps(row) + "\n")  # strict JSON: inf/nan written as null
+            try:  # strict JSON: inf/nan written as null; line-buffered, so written now
+                self.jsonl.write(json.dumps(row) + "\n")
+            except OSError as e:
+                raise (write_failure(e, self.run / "metrics.jsonl") or e) from None
         if self.tb is not None:
-            for k, v in scalars.items():
-                if math.isfinite(v):
-                    self.tb.add_scalar(k.replace("(", "_").replace(")", ""), v, step)
+            self._tb(lambda tb: [tb.add_scalar(k.replace("(", "_").replace(")", ""), v, step)
+                                 for k, v in scalars.items() if math.isfinite(v)])
         self.progress.update(self.task, stats=format_stats(scalars))
 
     def image(self, tag: str, grid_uint8: torch.Tensor, step: int) -> None:
         if self.tb is not None:
-            self.tb.add_image(tag, grid_uint8, step)
+            self._tb(lambda tb: tb.add_image(tag, grid_uint8, step))
+
+    def _tb(self, write) -> None:
+        """TensorBoard is optional: a disk that refuses its events turns it off (one warning
+        line) and the run goes on with metrics.jsonl."""
+        try:
+            write(self.tb)
+        except Exception as e:  # noqa: BLE001 - sorted below: write failures only
+            failed = write_failure(e, self.run / "tb")
+            if failed is None:
+                raise
+            self.tb = None
+            self.warn(f"TensorBoard logging off: {failed.what} - training goes on without it")
+
+    def warn(self, text: str) -> None:
+        """One warning line (shown even when quiet: something the user must know)."""
+        self.progress.console.print(f"warning: {text}", markup=False, highlight=False)
+
+    def _quiet_tb_thread(self) -> None:
+        """TensorBoard writes events from its own thread, which prints a traceback when the
+        disk refuses them before the next call raises the same error here: keep it quiet."""
+        previous = threading.excepthook
+
+        def hook(args):
+            if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(
+                    args.exc_value, Exception) and write_failure(args.exc_value, self.run):
+                return
+            previous(args)
+
+        self._excepthook = previous
+        threading.excepthook = hook
 
     def line(self, text: str, throttle: float = 0.0) -> None:
         """A permanent line above the bar; with ``throttle``, at most one per that many seconds."""
@@ -79,9 +121,14 @@ class RunLogger:
     def close(self) -> None:
         self.progress.stop()
         if self.jsonl is not None:
-            self.jsonl.close()
+            try:
+                self.jsonl.close()
+            except OSError:  # every line was written (and checked) as it came
+                pass
         if self.tb is not None:
-            self.tb.close()
+            self._tb(lambda tb: tb.close())
+        if self._excepthook is not None:
+            threading.excepthook, self._excepthook = self._excepthook, None
 
 
 def format_stats(s: dict[str, float]) -> str:

@@ -29,10 +29,19 @@ from ..options import check_config, check_eval_metric, check_names
 from ..recipes import RECIPES
 from ..schedules import interpolate
 from ..transfer import InitWeights, frozen_parameters
-from ..utils import atomic_write_text, format_duration, pick_device
+from ..utils import (
+    WriteFailed,
+    atomic_write_text,
+    format_bytes,
+    format_duration,
+    free_space,
+    pick_device,
+    write_failure,
+)
 from . import dist, memory
 from .batches import describe_data, fill_model_shape, load_data, make_batches, save_preview
 from .health import HealthMonitor
+from .lock import LOCK_FILE, RunLock
 from .log import RunLogger
 
 MAX_ROLLBACKS = 3
@@ -53,12 +62,37 @@ def ema_decay(updates: int, warmup: float, cap: float) -> float:
     return min(cap, (1 + updates) / (warmup + updates))
 
 
+def _remove_if_only_lock(run: Path) -> None:
+    """Remove ``run`` when it holds nothing but its lock file (a run refused at set-up)."""
+    try:
+        if run.is_dir() and all(p.name == LOCK_FILE for p in run.iterdir()):
+            (run / LOCK_FILE).unlink(missing_ok=True)
+            run.rmdir()
+    except OSError:
+        pass
+
+
 class Trainer:
-    # long: the run's set-up in the order it must happen (checks, data, nets, optimisers,
-    # batches, memory, previews, evaluation, resume); each step depends on the ones above
+    """Trains one run. From construction to the end of :meth:`train`, rank 0 holds the run's
+    lock (``RUN/.lock``): a second trainer on the same run is refused in one line."""
+
     def __init__(self, cfg: Config, run: str | Path, resume: bool = False,
                  data=None, console: Console | None = None,
                  quiet: bool = False, tensorboard: bool = True):
+        self.lock = RunLock(Path(run))
+        existed = Path(run).exists()
+        try:
+            self._setup(cfg, run, resume, data, console, quiet, tensorboard)
+        except BaseException:
+            self.lock.release()
+            if not existed:  # refused before any work: leave no folder behind, lock or not
+                _remove_if_only_lock(Path(run))
+            raise
+
+    # long: the run's set-up in the order it must happen (checks, data, nets, optimisers,
+    # batches, memory, previews, evaluation, resume); each step depends on the ones above
+    def _setup(self, cfg: Config, run: str | Path, resume: bool, data,
+               console: Console | None, quiet: bool, tensorboard: bool) -> None:
         self.cfg = cfg
         self.run = Path(run)
         self.console = console or Console(stderr=True, soft_wrap=True)
@@ -72,7 +106,9 @@ class Trainer:
         self.device = dist.init(self.dist, pick_device(t.device))
         if not self.dist.main:
             self.quiet, tensorboard, self.tensorboard = True, False, False
-        if self.run.exists() and not resume and any(self.run.iterdir()) and self.dist.main:
+        self._take_lock()
+        if self.run.exists() and not resume and self.dist.main and any(
+                p.name != LOCK_FILE for p in self.run.iterdir()):
             raise GanforgeError(f"run folder {self.run} is not empty: resume it with "
                                 f"--resume {self.run} or choose another --out")
         if resume:  # eval_every may be switched on: its metric is checked for this run too
@@ -88,6 +124,7 @@ class Trainer:
         dist.barrier(self.dist)  # every rank checked the run folder before rank 0 writes to it
         if self.dist.main:
             self.run.mkdir(parents=True, exist_ok=True)
+            self.lock.acquire()  # a new run folder: locked as soon as it exists
 
         torch.manual_seed(t.seed)
         self.recipe = RECIPES[t.recipe](cfg)  # builds its nets (two generators for CycleGAN)
@@ -151,6 +188,7 @@ class Trainer:
         self._standing_at = -1  # ema_updates when G_ema's BatchNorm statistics were measured
         self.last: dict[str, float] = {}
         self._interrupted = False
+        self._samples_off = False  # set when the disk refused a sample grid
         if resume:
             self._resume()
         if self.dist.main:
@@ -160,6 +198,54 @@ class Trainer:
                                   json.dumps(self.data.class_names) + "\n")
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _take_lock(self) -> None:
+        """Rank 0 locks an existing run folder before reading or writing it; every rank stops
+        when it is refused (none waits at a barrier for a rank 0 that left)."""
+        refused = None
+        if self.dist.main and self.run.exists():
+            try:
+                self.lock.acquire()
+            except GanforgeError as e:
+                refused = e
+        if dist.any_rank(refused is not None, self.dist, self.device):
+            raise refused or GanforgeError(f"{self.run} is in use by another trainer (rank 0 "
+                                           "was refused its lock): wait for it, or stop it first")
+
+    def _disk_stop(self, e: WriteFailed) -> GanforgeError:
+        """The one line for an essential write (checkpoint, metrics.jsonl) the disk refused:
+        what failed, where the run can go on from, and how."""
+        good = ck.latest_checkpoint(self.run)
+        if good is None:
+            after = (f"no checkpoint was written yet: {e.fix}, then start again (remove "
+                     f"{self.run} first)")
+        else:
+            after = (f"the last good checkpoint is {good}: {e.fix}, then continue with "
+                     f"ganforge train --resume {self.run}")
+        return GanforgeError(f"{e.what} at step {self.step}; training stopped; {after}")
+
+    def _check_space(self) -> None:
+        """Warn (one line) when the checkpoints to come will not fit in the free space: the
+        weights of every net plus the optimisers' state (2 moments a weight for Adam), times
+        keep_last + 1 (a new one is written before the oldest goes)."""
+        free = free_space(ck.ckpt_dir(self.run))
+        if free is None:
+            return
+        size = sum(v.numel() * v.element_size() for n in self.nets.values()
+                   for v in n.state_dict().values())
+        for o in self.opts.values():
+            for g in o.param_groups:
+                moments = 2 if "betas" in g else 1 if g.get("momentum") else 0
+                size += sum(p.numel() * p.element_size() * moments for p in g["params"])
+        copies = self.cfg.train.keep_last + 1 + (self.evaluator is not None)
+        need = size * copies - sum(f.stat().st_size for c in ck.list_checkpoints(self.run)
+                                   for f in c.iterdir())
+        if need > free:
+            self.console.print(
+                f"warning: the checkpoints of this run need about {format_bytes(need)} "
+                f"({copies} of {format_bytes(size)}) and {ck.ckpt_dir(self.run)} has "
+                f"{format_bytes(free)} free: free some space, lower keep_last or use another "
+                "--out", markup=False, highlight=False)
 
     def _say(self, text: str) -> None:
         if not self.quiet:
@@ -493,9 +579,18 @@ class Trainer:
         """The fixed-z samples as ``RUN/samples/NAME.png``: an 8x8 grid for images, a scatter
         plot for vectors. Returns (path, uint8 grid or None)."""
         path = self.run / "samples" / f"{name}.png"
-        if not self.dist.main:
+        if not self.dist.main or self._samples_off:
             return path, None
-        return path, save_preview(self.fixed_samples(), path, self.data)
+        try:
+            return path, save_preview(self.fixed_samples(), path, self.data)
+        except Exception as e:  # noqa: BLE001 - sorted below: write failures only
+            failed = write_failure(e, path)
+            if failed is None:
+                raise
+        self._samples_off = True  # a grid is not worth a run: warn once, train on
+        self.console.print(f"warning: sample grids off: {failed.what} - training goes on without "
+                           "them", markup=False, highlight=False)
+        return path, None
 
     def stop_rules(self) -> tuple[int | None, int | None]:
         """(last G step, last batch index) allowed by max_steps and epochs."""
@@ -513,9 +608,22 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
 
+    def train(self) -> TrainResult:
+        """Train to the stop rules; the run's lock is released at the end, however it ends.
+        A disk that refuses a checkpoint or metrics.jsonl stops the run in one line
+        (:meth:`_disk_stop`); one that refuses sample grids or TensorBoard only warns."""
+        try:
+            if self.dist.main:
+                self.lock.acquire()
+            return self._train()
+        except WriteFailed as e:
+            raise self._disk_stop(e) from None
+        finally:
+            self.lock.release()
+
     # long: the training loop itself, kept in one piece so a step reads top to bottom
     # (stop rules, phases, logging, evaluation, checkpoints, divergence), as nanoGPT's
-    def train(self) -> TrainResult:
+    def _train(self) -> TrainResult:
         t = self.cfg.train
         max_steps, max_batches = self.stop_rules()
         total = self.total_steps()
@@ -531,6 +639,8 @@ class Trainer:
             f"({self.speed}), run {self.run}")
         logger = RunLogger(self.run, total, self.step, self.console, self.tensorboard,
                            self.quiet, files=self.dist.main)
+        if self.dist.main:
+            self._check_space()
         window, epoch_sums = Meter(), Meter()  # scalars since the last log line / epoch start
         t0 = self._t0 = time.perf_counter()
         t_log, seen_log = t0, self.images_seen
@@ -624,8 +734,9 @@ class Trainer:
         dist.barrier(self.dist)  # rank 0's last checkpoint is written before anyone returns
         dist.shutdown(self.dist)  # a clean exit of the process group on every rank
         elapsed = time.perf_counter() - t0
+        samples = "off (see the warning above)" if self._samples_off else final
         self._say(f"done: {self.step} steps ({self.images_seen / 1000:.1f} kimg) in "
-                  f"{format_duration(elapsed)}, stopped by {stopped_by}; samples {final}; "
+                  f"{format_duration(elapsed)}, stopped by {stopped_by}; samples {samples}; "
                   f"checkpoint {ck.latest_checkpoint(self.run)}")
         return TrainResult(self.run, self.step, self.images_seen, self.last, stopped_by, elapsed)
 
