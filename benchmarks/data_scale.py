@@ -256,14 +256,9 @@ def run_child(args: argparse.Namespace) -> None:
 
 
 def cpu_name() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                 if ln.startswith("model name")), "unknown CPU")
-    bf16 = "avx512_bf16" if "avx512_bf16" in info else "no avx512_bf16"
-    return f"{name} ({os.cpu_count()} cores, {bf16})"
+    from ganforge.utils import cpu_name as model
+
+    return f"{model()}, {os.cpu_count()} cores"
 
 
 def measure(args: argparse.Namespace) -> int:
