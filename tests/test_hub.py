@@ -123,6 +123,14 @@ def test_export_dcgan_folder_card_grid_and_same_samples(runs, dc_hub, tmp_path):
     assert np.array_equal(_png(out / "samples.png"), _png(tmp_path / "s" / "grid.png"))
 
 
+def test_info_on_a_hub_folder_reads_its_block(dc_hub, capsys):
+    capsys.readouterr()
+    assert main(["info", str(dc_hub), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["step"] == 4 and rep["images_seen"] == 64 and rep["train_seconds"] > 0
+    assert rep["checkpoint"].startswith("step_00000004") and "Hub folder" in rep["checkpoint"]
+
+
 def test_export_conditional_with_metrics_license_and_ema(runs, tmp_path):
     run, out = runs["cond"], tmp_path / "hub"
     (run / "eval.json").write_text(json.dumps(EVAL))

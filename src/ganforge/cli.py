@@ -511,12 +511,19 @@ def info(run: Path, as_json: bool) -> None:
     cfg = Config.load(run / "config.json")
     path = ck.latest_checkpoint(run)
     st = ck.load_state(path) if path else {}
+    where = str(path) if path else None
+    if path is None and (run / "model.safetensors").is_file():  # a Hub folder: its block says
+        from .hub_folder import read_block
+
+        block = read_block(run) or {}
+        st = {k: block[k] for k in ("step", "images_seen", "train_seconds") if k in block}
+        where = f"{block.get('checkpoint', '?')} of the exported run (a Hub folder: weights only)"
     summary = {
         "run": str(run),
         "preset": cfg.preset,
         "data": cfg.data.source,
         "xflip": cfg.data.xflip,
-        "checkpoint": str(path) if path else None,
+        "checkpoint": where,
         "step": int(st.get("step", 0)),
         "images_seen": int(st.get("images_seen", 0)),
         "train_seconds": round(float(st.get("train_seconds", 0.0)), 1),

@@ -206,7 +206,8 @@ def _write_folder(g, run: Path, folder: Path, lic: str, repo: str | None, say: L
     block = {"format": FORMAT, "version": version(),
              "kind": "image-to-image" if translator else "noise",
              "recipe": g.cfg.train.recipe, "step": int(g.step),
-             "images_seen": int(state.get("images_seen", 0)), "weights": WEIGHTS,
+             "images_seen": int(state.get("images_seen", 0)),
+             "train_seconds": round(float(state.get("train_seconds", 0.0)), 1), "weights": WEIGHTS,
              "nets": {n: "G_ema" if n == "G" and has_ema else n for n in nets},
              "checkpoint": g.checkpoint.name}
     tensors = {f"{n}.{k}": v.detach().contiguous().cpu()
