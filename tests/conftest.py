@@ -22,3 +22,12 @@ def _seeded():
 @pytest.fixture(scope="session")
 def tiny():
     return list(TINY)
+
+
+def one_error_line(capsys, *words) -> str:
+    """The one ``error: ...`` line a command printed on stderr, containing each of ``words``."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    for w in words:
+        assert w in err, (w, err)
+    return err

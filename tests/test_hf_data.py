@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import one_error_line as _one_error_line
 
 datasets = pytest.importorskip("datasets")
 
@@ -66,14 +67,6 @@ def sets(tmp_path_factory):
     dd["test"].to_parquet(str(root / "pq" / "data" / "test-00000-of-00001.parquet"))
     dd["train"].to_parquet(str(root / "one.parquet"))
     return root
-
-
-def _one_error_line(capsys, *words):
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
-    for w in words:
-        assert w in err, (w, err)
-    return err
 
 
 def test_train_on_a_saved_set_finds_its_classes(sets, tmp_path, tiny, capsys):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import one_error_line as _one_error_line
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -88,14 +89,6 @@ def no_hub(monkeypatch, tmp_path):
             monkeypatch.setattr(constants, "ENDPOINT", endpoint)
 
     return offline
-
-
-def _one_error_line(capsys, *words):
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
-    for w in words:
-        assert w in err, (w, err)
-    return err
 
 
 def test_export_dcgan_folder_card_grid_and_same_samples(runs, dc_hub, tmp_path):
