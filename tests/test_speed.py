@@ -54,7 +54,7 @@ def test_nproc_shortcut_launches_torchrun(tmp_path):
                            "--out", str(run), "--nproc", "2", "-q"], env=_env(),
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "torch.distributed.run" in proc.stderr
+    assert "launching: torchrun --standalone --nproc-per-node=2" in proc.stderr
     assert ck.latest_checkpoint(run).name == "step_00000002"
 
 

@@ -94,6 +94,8 @@ def _default_run_dir(cfg) -> Path:
               "slower, see benchmarks/throughput.py)")
 @click.option("--nproc", type=int, help="train with N processes on this machine (torchrun + "
               "data parallel; gloo on CPU, NCCL on GPUs)")
+@click.option("--max-restarts", type=int, help="with --nproc: when a process dies, start "
+              "them all again from the run's last checkpoint, up to N times  [default: 0]")
 @click.option("--dry-run", is_flag=True, help="print the resolved config and stop")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
 # long: one command's whole set-up (flags -> overrides, resume, the auto recipe, dry run,
@@ -104,8 +106,8 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
           channels: int | None, max_steps: int | None, epochs: float | None,
           max_time: str | None, batch_size: int | None, device: str | None, seed: int | None,
           on_divergence: str | None, precision: str | None, channels_last: bool | None,
-          compile_: bool | None, fastest: bool, nproc: int | None, dry_run: bool,
-          quiet: bool) -> None:
+          compile_: bool | None, fastest: bool, nproc: int | None,
+          max_restarts: int | None, dry_run: bool, quiet: bool) -> None:
     """Train a GAN (default: the recipe measured best for the data, on the built-in digits).
 
     OVERRIDES are config keys as key=value (e.g. lr_g=1e-4 loss=minimax); --dry-run lists
@@ -114,6 +116,9 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
     from .config import RESUMABLE, Config, apply_overrides, as_dict, describe, resolve_key, validate
     from .options import build_config
 
+    if max_restarts is not None and not (nproc is not None and nproc > 1):
+        raise GanforgeError("--max-restarts is for runs launched with --nproc N (under torchrun "
+                            "use its own --max-restarts): add --nproc or drop --max-restarts")
     if fastest:
         from .utils import pick_device
 
@@ -173,7 +178,9 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
     import os
 
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return _launch(nproc, run, resume is not None)
+        if max_restarts is not None and max_restarts < 0:
+            raise GanforgeError(f"--max-restarts {max_restarts}: give 0 or more")
+        return _launch(nproc, run, resume is not None, max_restarts or 0)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and out_dir is None and resume is None:
         raise GanforgeError("multi-process runs need --out RUN (every process must agree on "
                             "the run folder), or use --nproc N")
@@ -182,10 +189,14 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
     trainer = Trainer(cfg, run, resume=resume is not None, console=err, quiet=quiet,
                       data=data_obj)
     result = trainer.train()
-    if result.stopped_by == "interrupt":
-        err.print(f"interrupted at step {result.step}; checkpoint saved: continue with "
-                  f"ganforge train --resume {run}")
-        raise SystemExit(130)
+    if result.stopped_by in ("interrupt", "terminated"):
+        what = "interrupted" if result.stopped_by == "interrupt" else "stopped by SIGTERM"
+        if os.environ.get("RANK", "0") == "0":  # one line for a multi-process run
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            err.print(f"{what} at step {result.step}; checkpoint saved: continue with "
+                      f"ganforge train --resume {run}" + (f" --nproc {world}" if world > 1
+                                                          else ""))
+        raise SystemExit(130 if result.stopped_by == "interrupt" else 143)
 
 
 @app.command(context_settings=CONTEXT)
@@ -846,22 +857,63 @@ def _run_options(fn):
 _ARGV: list[str] = []  # the command line main() was called with (for --nproc)
 
 
-def _launch(nproc: int, run: Path, resuming: bool) -> int:
-    """Re-run this command under torchrun with ``nproc`` processes on this machine."""
-    import subprocess
+def _launch(nproc: int, run: Path, resuming: bool, max_restarts: int) -> int:
+    """Re-run this command under torchrun with ``nproc`` processes on this machine; this
+    process is torchrun's agent. A process that fails ends the others; with ``max_restarts``
+    the agent starts them all again and they resume from the run's last checkpoint."""
+    import logging
+    import os
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser
+    from torch.distributed.run import run as torchrun
 
     args = list(_ARGV)
-    for flag in ("--nproc",):  # drop --nproc N / --nproc=N
+    for flag in ("--nproc", "--max-restarts"):  # drop --nproc N / --nproc=N ...
         while flag in args:
             i = args.index(flag)
             del args[i:i + 2]
         args = [a for a in args if not a.startswith(flag + "=")]
     if not resuming and "--out" not in args and not any(a.startswith("--out=") for a in args):
         args += ["--out", str(run)]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={nproc}", "-m", "ganforge", *args]
-    err.print("launching: " + " ".join(cmd[1:]), markup=False, highlight=False)
-    return subprocess.call(cmd)
+    launcher = ["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}",
+                # a step and a checkpoint may take a while on a CPU: SIGTERM's grace period
+                "--shutdown-timeout=300", "-m", "ganforge", *args]
+    # torchrun's default is one thread a process: give each its share of the cores instead
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    err.print("launching: torchrun " + " ".join(launcher), markup=False, highlight=False)
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # one line below
+    try:
+        torchrun(get_args_parser().parse_args(launcher))
+    except ChildFailedError as e:
+        return _launch_failed(e, nproc, run, max_restarts)
+    except SignalException as e:  # Ctrl-C or SIGTERM: passed on to the processes, which
+        return 128 + int(e.sigval)  # finish their step, checkpoint and say so in a line
+    return 0
+
+
+def _launch_failed(e, nproc: int, run: Path, max_restarts: int) -> int:
+    """One line for a multi-process run whose processes failed (after any restarts)."""
+    from .checkpoint import latest_checkpoint
+
+    failures = e.failures
+    if all(f.exitcode in (2, 130, 143) for f in failures.values()):
+        return max(f.exitcode for f in failures.values())  # the processes said why, in a line
+    # the first to fail, of those not stopped by the others' failure (SIGTERM, a lost peer)
+    causes = {r: f for r, f in failures.items() if f.exitcode not in (2, 130, 143, -15)}
+    rank, first = min((causes or failures).items(), key=lambda kv: (kv[1].timestamp, kv[0]))
+    how = (f"was killed by {first.signal_name()}" if first.exitcode < 0 else
+           f"exited with code {first.exitcode}")
+    tries = f" (after {max_restarts} restarts)" if max_restarts else ""
+    good = latest_checkpoint(run)
+    after = (f"the run keeps its last complete checkpoint {good.name}: continue with ganforge "
+             f"train --resume {run} --nproc {nproc}" if good is not None else
+             f"no checkpoint was written yet (remove {run} and start again)")
+    hint = "" if max_restarts else ("; --max-restarts N restarts a run from its last "
+                                    "checkpoint by itself")
+    raise GanforgeError(f"process {rank} of {nproc} {how}{tries} and the others were stopped; "
+                        f"{after}{hint}")
 
 
 def _sampler(g):
@@ -1209,7 +1261,8 @@ def main(argv: list[str] | None = None) -> int:
         rv = app.main(args=argv, standalone_mode=False, prog_name="ganforge")
         return rv if isinstance(rv, int) else 0
     except GanforgeError as e:
-        err.print(f"error: {e}", markup=False, highlight=False)
+        if not getattr(e, "quiet", False):  # another process of the run said it already
+            err.print(f"error: {e}", markup=False, highlight=False)
         return 2
     except click.exceptions.Exit as e:
         return e.exit_code

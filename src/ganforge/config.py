@@ -181,10 +181,14 @@ class TrainConfig:
     channels_last: bool = opt(False, "NHWC memory layout for conv nets (faster on many devices)")
     compile: bool = opt(False, "torch.compile the nets (falls back with a warning if it fails)")
     sync_bn: bool = opt(False, "multi-process runs: BatchNorm statistics over all ranks")
+    dist_timeout: str = opt("10m", "multi-process runs: how long a process waits for the others "
+                            "(a dead or hung one) before the run stops (90s, 10m, 1h)")
     log_every: int = opt(50, "steps between metric lines in metrics.jsonl / TensorBoard")
     sample_every: int = opt(100, "steps between sample grids (0 = only at the end)")
     checkpoint_every: int = opt(250, "steps between checkpoints (0 = only at the end)")
     keep_last: int = opt(3, "checkpoints kept on disk (oldest deleted first)")
+    keep_samples: int = opt(64, "sample grids kept in RUN/samples: past that, every second "
+                            "older one goes, so they span the whole run evenly (0 = keep all)")
     l1_weight: float = opt(100.0, "pix2pix: weight of the L1 loss to the target (lambda)")
     cycle_weight: float = opt(10.0, "cyclegan: cycle-consistency weight (lambda)")
     identity_weight: float = opt(0.5, "cyclegan: identity loss weight, times cycle_weight")
@@ -531,8 +535,8 @@ STOP_KEYS = {"train.max_steps", "train.epochs", "train.max_time"}
 
 # what may change when a run is resumed: stop rules, logging, the device, speed switches
 RESUMABLE = {"max_steps", "epochs", "max_time", "device", "log_every", "sample_every",
-             "eval_every", "checkpoint_every", "keep_last", "on_divergence", "health_every",
-             "precision", "channels_last", "compile", "sync_bn"}
+             "eval_every", "checkpoint_every", "keep_last", "keep_samples", "on_divergence",
+             "health_every", "precision", "channels_last", "compile", "sync_bn", "dist_timeout"}
 
 
 def resume_changes(saved: Config, cfg: Config) -> list[str]:
@@ -884,10 +888,13 @@ def validate(cfg: Config) -> None:
     need(t.epochs is None or t.epochs > 0, "epochs must be > 0")
     if t.max_time is not None:
         parse_duration(t.max_time)
+    if parse_duration(t.dist_timeout) <= 0:
+        raise GanforgeError(f"dist_timeout={t.dist_timeout} must be longer than 0: e.g. 10m")
     need(t.log_every >= 1, "log_every must be >= 1")
     need(t.sample_every >= 0 and t.checkpoint_every >= 0,
          "sample_every and checkpoint_every must be >= 0")
     need(t.keep_last >= 1, "keep_last must be >= 1")
+    need(t.keep_samples == 0 or t.keep_samples >= 2, "keep_samples must be 0 (keep all) or >= 2")
     need(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device) is not None,
          f"device={t.device!r}: use auto, cpu, cuda, cuda:N or mps")
 

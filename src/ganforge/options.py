@@ -67,8 +67,9 @@ COMMON_TRAIN = (
     "recipe", "loss", "batch_size", "batch_gpu", "lr_g", "lr_d", "beta1", "beta2", "lr_decay",
     "lr_decay_start", "lr_end", "beta2_end", "on_divergence",
     "max_steps", "epochs", "max_time", "seed", "device", "precision", "channels_last",
-    "compile", "sync_bn", "log_every", "sample_every", "checkpoint_every", "keep_last",
-    "eval_every", "eval_metric", "eval_n", "init", "init_sha256", "freeze_d", "freeze_mapping")
+    "compile", "sync_bn", "dist_timeout", "log_every", "sample_every", "checkpoint_every",
+    "keep_last", "keep_samples", "eval_every", "eval_metric", "eval_n", "init", "init_sha256",
+    "freeze_d", "freeze_mapping")
 
 
 def _ema(c: Config) -> bool:

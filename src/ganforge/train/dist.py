@@ -11,12 +11,22 @@ unless ``sync_bn`` is on). Rank 0 alone logs, samples, evaluates and checkpoints
 
 gloo on CPU, NCCL on CUDA (each rank on ``cuda:LOCAL_RANK``); multi-node through torchrun's
 rendezvous arguments (``--nnodes``, ``--node_rank``, ``--rdzv_endpoint``).
+
+A rank that dies or hangs: every collective runs under the process group's timeout
+(``dist_timeout``), so the other ranks never wait forever; a collective that fails (a peer's
+connection closed, the timeout passed) becomes :class:`PeerLost`, which the trainer turns into
+one line naming the last complete checkpoint and the resume command. Under torchrun the agent
+also stops the other ranks as soon as one exits; with ``--max-restarts N`` it starts them all
+again and the trainer resumes from the run's last checkpoint (:func:`restart_count`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -51,8 +61,88 @@ def from_env() -> DistInfo:
     return DistInfo(rank, world, local)
 
 
-def init(info: DistInfo, device: torch.device) -> torch.device:
-    """Join the process group (once) and return this rank's device."""
+class PeerLost(GanforgeError):
+    """A collective failed: another rank died, or did not answer within ``dist_timeout``."""
+
+    def __init__(self, cause: str) -> None:
+        self.cause = cause
+        super().__init__(f"the process group failed ({cause}): another process of the run "
+                         f"died or stopped answering")
+
+
+# how gloo, NCCL and c10d word a lost peer or a timeout
+_PEER_WORDS = ("connection closed", "connection reset", "broken pipe", "timed out", "timeout",
+               "nccl", "gloo", "processgroup", "c10d", "socket", "peer")
+
+
+def echo_of_rank0() -> GanforgeError:
+    """The error of a rank that stops because rank 0 refused the run: rank 0 prints why, the
+    CLI prints nothing for the others (``quiet``) and every process exits 2."""
+    e = GanforgeError("rank 0 refused this run (its error says why)")
+    e.quiet = True
+    return e
+
+
+def peer_failure(e: BaseException) -> PeerLost | None:
+    """``e`` as :class:`PeerLost` when it is a failed collective, else None."""
+    if isinstance(e, PeerLost):
+        return e
+    dist_error = getattr(dist, "DistError", ())
+    if not (isinstance(e, dist_error) or (isinstance(e, RuntimeError) and any(
+            w in str(e).lower() for w in _PEER_WORDS))):
+        return None
+    text = re.sub(r"\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", " ".join(str(e).split()))
+    text = re.split(r"(?<=[a-z0-9\]])\. ", text)[0].rstrip(".")
+    return PeerLost(text[:140] or type(e).__name__)
+
+
+def _collective(fn):
+    """Run a collective; a failure of the process group becomes :class:`PeerLost`."""
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RuntimeError as e:
+            lost = peer_failure(e)
+            if lost is None:
+                raise
+            raise lost from None
+    return wrapped
+
+
+def restart_count() -> int:
+    """How many times torchrun restarted this run's processes (``--max-restarts``)."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    except ValueError:
+        return 0
+
+
+def restarts_left() -> int:
+    """How many more times torchrun will restart this run's processes when one fails."""
+    try:
+        return max(0, int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) - restart_count())
+    except ValueError:
+        return 0
+
+
+def _restart_store(info: DistInfo, timeout: float) -> dict:
+    """After a torchrun restart, the processes' keys under a prefix of their own: torchrun's
+    agent serves one store to every attempt, and the keys of the attempt that failed (the old
+    processes' addresses) made the new ones connect to dead ports (gloo: "connectFullMesh
+    failed ... Connection refused"; pytorch/pytorch#135712)."""
+    attempt = restart_count()
+    if not attempt or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return {}
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                          info.world, is_master=False, timeout=timedelta(seconds=timeout))
+    return {"store": dist.PrefixStore(f"ganforge/attempt_{attempt}", store),
+            "rank": info.rank, "world_size": info.world}
+
+
+def init(info: DistInfo, device: torch.device, timeout: float = 600.0) -> torch.device:
+    """Join the process group (once, every collective under ``timeout`` seconds) and return
+    this rank's device."""
     if not info.enabled:
         return device
     if device.type == "cuda":
@@ -61,7 +151,8 @@ def init(info: DistInfo, device: torch.device) -> torch.device:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         try:
-            dist.init_process_group(backend=backend)
+            dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout),
+                                    **_restart_store(info, timeout))
         except Exception as e:  # a half-set environment, an unreachable rendezvous
             why = " ".join(str(e).split())[:120]
             raise GanforgeError(f"cannot join the process group ({why}): start multi-process "
@@ -69,6 +160,7 @@ def init(info: DistInfo, device: torch.device) -> torch.device:
     return device
 
 
+@_collective
 def broadcast_module(module: torch.nn.Module, info: DistInfo) -> None:
     if info.enabled:
         with torch.no_grad():
@@ -76,6 +168,7 @@ def broadcast_module(module: torch.nn.Module, info: DistInfo) -> None:
                 dist.broadcast(t.data, src=0)
 
 
+@_collective
 def average_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:
     """Average the gradients of ``params`` over the ranks, in one flat buffer."""
     if not info.enabled:
@@ -93,6 +186,7 @@ def average_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:
         offset += n
 
 
+@_collective
 def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     """True when ``flag`` is true on any rank (stop rules agree across ranks)."""
     if not info.enabled:
@@ -102,6 +196,17 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+@_collective
+def max_rank(value: int, info: DistInfo, device: torch.device) -> int:
+    """The largest ``value`` over the ranks."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+@_collective
 def rank0_value(value: float, info: DistInfo, device: torch.device) -> float:
     """Rank 0's ``value`` on every rank (a schedule's progress: clocks differ between ranks,
     and every rank must step with the same learning rate)."""
@@ -112,6 +217,7 @@ def rank0_value(value: float, info: DistInfo, device: torch.device) -> float:
     return float(t.item())
 
 
+@_collective
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

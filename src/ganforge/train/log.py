@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..utils import write_failure
+from ..utils import atomic_write_text, write_failure
 
 
 class RunLogger:
@@ -129,6 +130,61 @@ class RunLogger:
             self._tb(lambda tb: tb.close())
         if self._excepthook is not None:
             threading.excepthook, self._excepthook = self._excepthook, None
+
+
+_GRID = re.compile(r"step_(\d{8})\.png")
+
+
+def grid_stride(n: int, keep: int) -> int:
+    """The spacing (1, 2, 4 ... grids) at which at most ``keep`` of grids 1..n are kept."""
+    stride = 1
+    while keep and n // stride > keep:
+        stride *= 2
+    return stride
+
+
+def thin_samples(folder: Path, keep: int, every: int) -> int:
+    """Keep at most ``keep`` sample grids ``step_NNNNNNNN.png`` in ``folder`` (0: all): the
+    newest, and the others at an even spacing over the whole run (every second one of them
+    goes each time the count doubles). Returns how many were deleted."""
+    if not keep or not every:
+        return 0
+    try:
+        grids = sorted((int(m.group(1)), p) for p in Path(folder).iterdir()
+                       if (m := _GRID.fullmatch(p.name)))
+    except OSError:
+        return 0
+    if len(grids) <= keep:
+        return 0
+    stride = grid_stride(grids[-1][0] // every, keep - 1) * every
+    gone = 0
+    for step, path in grids[:-1]:
+        if step % stride:
+            path.unlink(missing_ok=True)
+            gone += 1
+    return gone
+
+
+def trim_metrics(run: Path, step: int) -> int:
+    """Drop the lines of ``RUN/metrics.jsonl`` logged after ``step`` (the checkpoint a run
+    resumes from: those steps are trained again) and a line cut short by a crash; returns how
+    many went. The file is rewritten atomically, and only when something goes."""
+    path = Path(run) / "metrics.jsonl"
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 0
+    kept = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+            if int(row["step"]) <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            pass
+    if len(kept) < len(lines):
+        atomic_write_text(path, "".join(x + "\n" for x in kept))
+    return len(lines) - len(kept)
 
 
 def format_stats(s: dict[str, float]) -> str:

@@ -42,9 +42,11 @@ from . import dist, memory
 from .batches import describe_data, fill_model_shape, load_data, make_batches, save_preview
 from .health import HealthMonitor
 from .lock import LOCK_FILE, RunLock
-from .log import RunLogger
+from .log import RunLogger, grid_stride, thin_samples, trim_metrics
 
 MAX_ROLLBACKS = 3
+# why a run stops, least urgent first (a multi-process run stops for the highest of its ranks)
+STOP_REASONS = (None, "max_steps", "epochs", "max_time", "terminated", "interrupt")
 
 
 @dataclass
@@ -53,7 +55,7 @@ class TrainResult:
     step: int
     images_seen: int
     last: dict[str, float]
-    stopped_by: str  # max_steps, epochs, max_time or interrupt
+    stopped_by: str  # max_steps, epochs, max_time, interrupt (Ctrl-C) or terminated (SIGTERM)
     seconds: float
 
 
@@ -103,14 +105,25 @@ class Trainer:
         if self.dist.enabled and t.batch_size % self.dist.world:
             raise GanforgeError(f"batch_size={t.batch_size} must be a multiple of the number "
                                 f"of processes ({self.dist.world}): it is the global batch")
-        self.device = dist.init(self.dist, pick_device(t.device))
+        self.device = dist.init(self.dist, pick_device(t.device), parse_duration(t.dist_timeout))
         if not self.dist.main:
             self.quiet, tensorboard, self.tensorboard = True, False, False
         self._take_lock()
-        if self.run.exists() and not resume and self.dist.main and any(
+        restarted = dist.restart_count() > 0 and not resume and self.run.is_dir()
+        if restarted:  # torchrun --max-restarts started the processes again after a failure
+            resume = ck.latest_checkpoint(self.run) is not None
+            self._say(f"[yellow]restart {dist.restart_count()} of this run's processes: "
+                      + ("resuming from its last checkpoint" if resume else
+                         "it had no checkpoint yet, starting again") + "[/yellow]")
+        refused = None
+        if self.run.exists() and not resume and not restarted and self.dist.main and any(
                 p.name != LOCK_FILE for p in self.run.iterdir()):
-            raise GanforgeError(f"run folder {self.run} is not empty: resume it with "
-                                f"--resume {self.run} or choose another --out")
+            refused = GanforgeError(f"run folder {self.run} is not empty: resume it with "
+                                    f"--resume {self.run} or choose another --out")
+        if dist.any_rank(refused is not None, self.dist, self.device):
+            raise refused or dist.echo_of_rank0()
+        if restarted and not resume and self.dist.main:
+            trim_metrics(self.run, 0)
         if resume:  # eval_every may be switched on: its metric is checked for this run too
             self._check_resume()
             check_names(cfg)
@@ -209,8 +222,7 @@ class Trainer:
             except GanforgeError as e:
                 refused = e
         if dist.any_rank(refused is not None, self.dist, self.device):
-            raise refused or GanforgeError(f"{self.run} is in use by another trainer (rank 0 "
-                                           "was refused its lock): wait for it, or stop it first")
+            raise refused or dist.echo_of_rank0()
 
     def _disk_stop(self, e: WriteFailed) -> GanforgeError:
         """The one line for an essential write (checkpoint, metrics.jsonl) the disk refused:
@@ -223,6 +235,20 @@ class Trainer:
             after = (f"the last good checkpoint is {good}: {e.fix}, then continue with "
                      f"ganforge train --resume {self.run}")
         return GanforgeError(f"{e.what} at step {self.step}; training stopped; {after}")
+
+    def _peer_stop(self, lost: dist.PeerLost) -> GanforgeError:
+        """The one line for a multi-process run whose process group failed: nothing is saved
+        (this step's state is half-synced); the run goes on from its last checkpoint."""
+        good = ck.latest_checkpoint(self.run)
+        again = f"ganforge train --resume {self.run} --nproc {self.dist.world}"
+        after = (f"the run keeps its last complete checkpoint {good.name}: continue with "
+                 f"{again} (or any other number of processes)" if good is not None else
+                 "no checkpoint was written yet: start the run again")
+        if dist.restarts_left():  # torchrun --max-restarts starts every process again
+            after = (f"torchrun restarts the processes ({dist.restarts_left()} restarts left), "
+                     "from " + (f"checkpoint {good.name}" if good is not None else "the start"))
+        return GanforgeError(f"process {self.dist.rank}: {lost} at step {self.step} "
+                             f"(dist_timeout={self.cfg.train.dist_timeout}); {after}")
 
     def _check_space(self) -> None:
         """Warn (one line) when the checkpoints to come will not fit in the free space: the
@@ -506,6 +532,8 @@ class Trainer:
     def _resume(self) -> None:
         ck.clean_partial(self.run)
         self._restore(ck.find_checkpoint(self.run))
+        if self.dist.main:  # the lines logged after that checkpoint belong to a lost trajectory
+            trim_metrics(self.run, self.step)
         self._say(f"resumed {self.run} at step {self.step} ({self.images_seen / 1000:.1f} kimg)")
 
     @property
@@ -618,6 +646,11 @@ class Trainer:
             return self._train()
         except WriteFailed as e:
             raise self._disk_stop(e) from None
+        except Exception as e:  # a collective failed: another rank died or hung
+            lost = dist.peer_failure(e) if self.dist.enabled else None
+            if lost is None:
+                raise
+            raise self._peer_stop(lost) from None
         finally:
             self.lock.release()
 
@@ -652,16 +685,19 @@ class Trainer:
             while True:
                 reason = None
                 if self._interrupted:
-                    reason = "interrupt"
+                    reason = ("terminated" if self._interrupted == "terminated"  # SIGTERM
+                              else "interrupt")  # Ctrl-C (or True, set from Python)
                 elif max_steps is not None and self.step >= max_steps:
                     reason = "max_steps"
                 elif max_batches is not None and self.batch_index >= max_batches:
                     reason = "epochs"
                 elif max_seconds is not None and self.elapsed() >= max_seconds:
                     reason = "max_time"
-                # every rank stops at the same step (clocks and Ctrl-C differ between ranks)
-                if dist.any_rank(reason is not None, self.dist, self.device):
-                    stopped_by = reason or "another rank's stop rule"
+                # every rank stops at the same step, for the same reason (clocks and signals
+                # differ between ranks): the most urgent reason of any rank
+                code = dist.max_rank(STOP_REASONS.index(reason), self.dist, self.device)
+                if code:
+                    stopped_by = STOP_REASONS[code]
                     break
                 epoch_before = self.batch_index // spe
                 progress = dist.rank0_value(self.progress(), self.dist, self.device)
@@ -699,7 +735,12 @@ class Trainer:
                 if t.sample_every and self.step % t.sample_every == 0:
                     _, grid = self.write_samples(f"step_{self.step:08d}")
                     if grid is not None:
-                        logger.image("samples", grid, self.step)
+                        thin_samples(self.run / "samples", t.keep_samples, t.sample_every)
+                        # TensorBoard keeps every image it gets: the same thinning, as it goes
+                        # (the grids it is sent grow with the log of the run's length)
+                        i = self.step // t.sample_every
+                        if not t.keep_samples or i % grid_stride(i, t.keep_samples) == 0:
+                            logger.image("samples", grid, self.step)
                 if self.evaluator is not None and self.step % t.eval_every == 0:
                     self.run_eval(logger)
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0:
@@ -712,8 +753,9 @@ class Trainer:
                 for w in self.health.final(self.step):
                     logger.line(f"[yellow]warning (end): {w}[/yellow]", throttle=0.0)
             # the end of the run is always scored (the "best" checkpoint may be the last)
-            if (self.evaluator is not None and self.step % t.eval_every and stopped_by !=
-                    "interrupt" and (not window.count or self._finite(window.mean()))):
+            stopped_early = stopped_by in ("interrupt", "terminated")
+            if (self.evaluator is not None and self.step % t.eval_every and not stopped_early
+                    and (not window.count or self._finite(window.mean()))):
                 self.run_eval(logger)
         except KeyboardInterrupt:  # a second Ctrl-C: stop mid-step, still save what we have
             stopped_by = "interrupt"
@@ -745,6 +787,11 @@ class Trainer:
         ev = self.evaluator
         t0 = time.perf_counter()
         m = ev(self.G_eval)
+        took = time.perf_counter() - t0
+        if self.dist.enabled and took > parse_duration(self.cfg.train.dist_timeout) / 2:
+            logger.line(f"[yellow]warning: the evaluation took {format_duration(took)}, more "
+                        f"than half of dist_timeout={self.cfg.train.dist_timeout} that the "
+                        f"other processes wait for it: raise dist_timeout[/yellow]", throttle=0.0)
         value = m[ev.metric]
         if math.isfinite(value) and ev.improved(value):
             ev.best = {"metric": ev.metric, "value": float(value), "step": self.step}
@@ -769,20 +816,30 @@ class Trainer:
         return m
 
     def _defer_sigint(self):
-        """First Ctrl-C: finish the current step, checkpoint, stop (so resume stays exact)."""
+        """First Ctrl-C, or SIGTERM (a cluster scheduler's or torchrun's stop, which sends
+        SIGKILL a grace period later): finish the current step, checkpoint, stop, so resume
+        stays exact. A second Ctrl-C stops mid-step, unless it comes within a second of the
+        first (torchrun's agent passes the terminal's Ctrl-C on to its processes, which got it
+        already); SIGTERM never does."""
         self._interrupted = False
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
+        said_at = [0.0]
 
         def handler(signum, frame):
+            now = time.monotonic()
             if self._interrupted:
-                raise KeyboardInterrupt
-            self._interrupted = True
-            self.console.print("[yellow]stopping after this step (Ctrl-C again to stop "
-                               "now)...[/yellow]")
+                if signum == signal.SIGINT and now - said_at[0] > 1.0:
+                    raise KeyboardInterrupt
+                return
+            self._interrupted = "interrupt" if signum == signal.SIGINT else "terminated"
+            said_at[0] = now
+            if self.dist.main:
+                again = "Ctrl-C again to stop now" if signum == signal.SIGINT else "SIGTERM"
+                self.console.print(f"[yellow]stopping after this step ({again})...[/yellow]")
 
-        previous = signal.signal(signal.SIGINT, handler)
-        return lambda: signal.signal(signal.SIGINT, previous)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return lambda: [signal.signal(sig, h) for sig, h in previous.items()]
 
     def _one_step(self, ctx: dict) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
