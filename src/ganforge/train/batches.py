@@ -214,10 +214,8 @@ class Batches:
         """The batch of rows ``idx`` (mirrored where ``flip``), on the device, as floats."""
         if self.rows is not None:  # on disk: read, never mapped
             x = torch.from_numpy(self.rows.gather(idx.numpy()))
-        elif self.images.is_cuda:
-            x = self.images[idx.to(self.images.device)]
-        else:
-            x = self.images[idx]
+        else:  # index_select: the same rows as images[idx], ~10x faster on a CPU
+            x = self.images.index_select(0, idx.to(self.images.device))
         x = x.to(self.device, non_blocking=True)
         if flip is not None:
             x = _mirror(x, flip)
@@ -344,9 +342,9 @@ class PairBatches(WholeBatches):
     def _pick(self, images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Rows ``idx`` of ``images`` as floats; with xflip, ``idx >= len`` are mirrored."""
         if not self.xflip:
-            return _float(images[idx], self.device)
+            return _float(images.index_select(0, idx), self.device)
         n = len(images)
-        return _mirror(_float(images[idx % n], self.device), idx >= n)
+        return _mirror(_float(images.index_select(0, idx % n), self.device), idx >= n)
 
     def fixed(self, k: int) -> dict[str, torch.Tensor]:
         """The first ``k`` held-out examples (training ones when nothing is held out)."""
