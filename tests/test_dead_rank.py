@@ -165,6 +165,7 @@ def test_max_restarts_resumes_on_the_trajectory_of_an_uninterrupted_run(tmp_path
     assert _steps(run) == list(range(50, 1001, 50))
 
 
+@pytest.mark.slow  # a multi-process run: ~10 s
 def test_a_one_process_run_resumed_with_two_follows_the_same_global_batches(tmp_path):
     """Noise and data order are drawn for the global batch, so the number of processes can
     change at a checkpoint: 400 steps alone + 10 with two processes = 410 steps alone, up to
@@ -194,6 +195,7 @@ def test_sigterm_finishes_the_step_and_checkpoints(tmp_path):
     assert ck.latest_checkpoint(run).name == f"step_{step:08d}"
 
 
+@pytest.mark.slow  # a multi-process run: ~10 s
 def test_ctrl_c_under_nproc_stops_every_process_after_its_step(tmp_path):
     """The terminal sends SIGINT to the launcher (torchrun's agent) and to each process; the
     agent passes it on once more: still one stop after the step, one checkpoint, exit 130."""
@@ -211,6 +213,7 @@ def test_ctrl_c_under_nproc_stops_every_process_after_its_step(tmp_path):
     assert ck.latest_checkpoint(run).name == f"step_{step:08d}"
 
 
+@pytest.mark.slow  # a multi-process run: ~10 s
 def test_a_second_multi_process_trainer_on_a_run_in_use_is_refused_in_one_line(tmp_path):
     """Rank 0 of the second run is refused the lock; its other process stops with it,
     silently (no "process group failed" line from a rank left waiting)."""

@@ -6,6 +6,7 @@ import importlib.util
 import re
 from pathlib import Path
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ganforge.cli import main
@@ -63,6 +64,7 @@ def test_a_run_keeps_at_most_keep_samples_grids_and_tensorboard_gets_the_thinned
     assert main(["train", "keep_samples=1", "--dry-run"]) == 2  # 0 (all) or >= 2
 
 
+@pytest.mark.slow  # a 300-step run watched from outside: ~20 s
 def test_soak_benchmark_reports_bounded_outputs(capsys):
     spec = importlib.util.spec_from_file_location("soak", BENCH / "soak.py")
     soak = importlib.util.module_from_spec(spec)
