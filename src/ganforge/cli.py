@@ -119,6 +119,8 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
     if max_restarts is not None and not (nproc is not None and nproc > 1):
         raise GanforgeError("--max-restarts is for runs launched with --nproc N (under torchrun "
                             "use its own --max-restarts): add --nproc or drop --max-restarts")
+    if max_restarts is not None and max_restarts < 0:
+        raise GanforgeError(f"--max-restarts {max_restarts}: give 0 or more")
     if fastest:
         from .utils import pick_device
 
@@ -178,8 +180,6 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
     import os
 
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
-        if max_restarts is not None and max_restarts < 0:
-            raise GanforgeError(f"--max-restarts {max_restarts}: give 0 or more")
         return _launch(nproc, run, resume is not None, max_restarts or 0)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and out_dir is None and resume is None:
         raise GanforgeError("multi-process runs need --out RUN (every process must agree on "

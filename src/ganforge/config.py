@@ -886,10 +886,15 @@ def validate(cfg: Config) -> None:
     need(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, "beta1 and beta2 must be in [0, 1)")
     need(t.max_steps is None or t.max_steps >= 0, "max_steps must be >= 0")
     need(t.epochs is None or t.epochs > 0, "epochs must be > 0")
-    if t.max_time is not None:
-        parse_duration(t.max_time)
-    if parse_duration(t.dist_timeout) <= 0:
-        raise GanforgeError(f"dist_timeout={t.dist_timeout} must be longer than 0: e.g. 10m")
+    for key in ("max_time", "dist_timeout"):
+        value = getattr(t, key)
+        if value is not None:
+            try:
+                seconds = parse_duration(value)
+            except GanforgeError:
+                raise GanforgeError(f"{key}={value!r} is not a duration: write it like 90s, 10m "
+                                    "or 1h30m") from None
+            need(key == "max_time" or seconds > 0, f"{key}={value} must be longer than 0: e.g. 10m")
     need(t.log_every >= 1, "log_every must be >= 1")
     need(t.sample_every >= 0 and t.checkpoint_every >= 0,
          "sample_every and checkpoint_every must be >= 0")
