@@ -271,3 +271,17 @@ def test_cli_bad_inputs_are_one_line_errors(runs, bad_files, capsys, args, msg):
     assert main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and msg in lines[0], lines
+
+
+def test_directions_name_the_run_or_hub_folder_they_came_from(tmp_path):
+    from types import SimpleNamespace
+
+    from ganforge.directions import run_path
+
+    ckpt = tmp_path / "run" / "checkpoints" / "step_00000100"
+    ckpt.mkdir(parents=True)
+    assert run_path(SimpleNamespace(checkpoint=ckpt)) == str(tmp_path / "run")
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    (hub / "model.safetensors").write_bytes(b"")
+    assert run_path(SimpleNamespace(checkpoint=hub)) == str(hub)

@@ -172,6 +172,13 @@ def _stds(g: TrainedGAN, vectors: torch.Tensor, space: str, n: int, seed: int
     return (sample_w(g, n, seed) @ vectors.t()).std(dim=0)
 
 
+def run_path(g: TrainedGAN) -> str:
+    """The run (or Hub folder) ``g`` was loaded from: a run's checkpoint is RUN/checkpoints/NAME,
+    a Hub folder holds its model.safetensors itself."""
+    path = Path(g.checkpoint)
+    return str(path if (path / "model.safetensors").is_file() else path.parent.parent)
+
+
 def sefa(g: TrainedGAN, k: int = 10, layers: list[int] | None = None, n: int = 10_000,
          seed: int = 0) -> Directions:
     """SeFa: the top-``k`` unit eigenvectors of ``A^T A`` (:func:`latent_weight`) and their
@@ -185,7 +192,7 @@ def sefa(g: TrainedGAN, k: int = 10, layers: list[int] | None = None, n: int = 1
     vectors = _orient(vectors / vectors.norm(dim=1, keepdim=True)).float()
     return Directions(vectors, values.clamp(min=0).float(), _stds(g, vectors, space, n, seed),
                       space, "sefa", None if layers is None else sorted(set(layers)),
-                      str(g.checkpoint.parent.parent), g.step)
+                      run_path(g), g.step)
 
 
 def ganspace(g: TrainedGAN, k: int = 10, n: int = 10_000, seed: int = 0) -> Directions:
@@ -204,7 +211,7 @@ def ganspace(g: TrainedGAN, k: int = 10, n: int = 10_000, seed: int = 0) -> Dire
     values, vectors = values.flip(0)[:k].clamp(min=0), vectors.flip(1)[:, :k].t()
     vectors = _orient(vectors / vectors.norm(dim=1, keepdim=True)).float()
     return Directions(vectors, values.float(), values.sqrt().float(), "w", "ganspace", None,
-                      str(g.checkpoint.parent.parent), g.step)
+                      run_path(g), g.step)
 
 
 def find_directions(g: TrainedGAN, method: str = "sefa", k: int = 10,
