@@ -248,3 +248,10 @@ def test_max_restarts_needs_nproc(capsys):
 def test_dist_timeout_is_a_duration():
     assert main(["train", "dist_timeout=soon", "--dry-run"]) == 2
     assert main(["train", "dist_timeout=0s", "--dry-run"]) == 2
+
+
+def test_multi_process_keys_are_refused_in_a_one_process_run(capsys):
+    assert main(["train", "dist_timeout=5m", "--max-steps", "1", "--out", "x"]) == 2
+    one_error_line(capsys, "dist_timeout is only read by multi-process runs")
+    assert main(["train", "sync_bn=true", "--max-steps", "1", "--out", "x"]) == 2
+    one_error_line(capsys, "sync_bn is only read by multi-process runs")

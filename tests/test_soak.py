@@ -76,3 +76,7 @@ def test_soak_benchmark_reports_bounded_outputs(capsys):
     found = re.search(r"sample grids on disk: at most (\d+) \(keep_samples=16\)", out)
     assert found and int(found.group(1)) <= 16, out
     assert re.search(r"resident memory: [\d.]+ MiB .* -> [\d.]+ MiB", out), out
+
+
+def test_keep_samples_without_sample_grids_is_refused():
+    assert main(["train", "sample_every=0", "keep_samples=8", "--dry-run"]) == 2

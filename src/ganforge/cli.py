@@ -121,6 +121,13 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
                             "use its own --max-restarts): add --nproc or drop --max-restarts")
     if max_restarts is not None and max_restarts < 0:
         raise GanforgeError(f"--max-restarts {max_restarts}: give 0 or more")
+    import os
+
+    single = not (nproc is not None and nproc > 1) and "WORLD_SIZE" not in os.environ
+    for key in ("dist_timeout", "sync_bn"):
+        if single and any(o.split("=", 1)[0].strip() == key for o in overrides):
+            raise GanforgeError(f"{key} is only read by multi-process runs: add --nproc N (or "
+                                f"start with torchrun), or drop {key}")
     if fastest:
         from .utils import pick_device
 
@@ -177,7 +184,6 @@ def train(overrides: tuple[str, ...], data: str | None, preset: str | None,
     if dry_run:
         out.print(describe(cfg), markup=False, highlight=False)
         return
-    import os
 
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch(nproc, run, resume is not None, max_restarts or 0)

@@ -89,6 +89,7 @@ def _vectors(c: Config) -> bool:
 # key -> (the switch, as the user writes it; whether it is on): read only when it is on
 NEEDS: dict[str, tuple[str, Callable[[Config], bool]]] = {
     "train.r1_every": ("r1 or r2 > 0", lambda c: c.train.r1 > 0 or c.train.r2 > 0),
+    "train.keep_samples": ("sample_every > 0", lambda c: c.train.sample_every > 0),
     "train.gamma_end": ("r1 or r2 > 0", lambda c: c.train.r1 > 0 or c.train.r2 > 0),
     "train.pl_every": ("pl_weight > 0", lambda c: c.train.pl_weight > 0),
     "train.pl_decay": ("pl_weight > 0", lambda c: c.train.pl_weight > 0),
